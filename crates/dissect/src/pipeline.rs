@@ -1,0 +1,449 @@
+//! The packets-to-calls pipeline: a capture's raw frames are decoded to
+//! IP, defragmented, run through the flow table and TCP reassembly, and
+//! each connection's streams go to the protocol session that detection
+//! picked. Calls come out stamped with their id, endpoints and node.
+//!
+//! Called by the CLI (`trawl dissect`) and, later, by the indexer. One
+//! pipeline is single-threaded; parallel indexing shards flows by hash
+//! across several pipelines.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use trawl_flow::{
+    CloseReason, ConnInfo, Direction, EndKind, FlowConfig, FlowHandler, FlowStats, FlowTable,
+    Nanos, RoleSource, TransportKind,
+};
+use trawl_model::{Call, Endpoint, Protocol};
+use trawl_packet::{DecodeError, Defragmenter, RawPacket, Transport, decode};
+
+use crate::registry::PROTOCOLS;
+use crate::seam::{Emitter, Limits, Probe, ProtocolEntry, Session, SessionContext};
+
+/// Bytes of one direction held while detection waits for more. A request
+/// line's method plus a space fits in 16 bytes and a DNS-over-TCP header
+/// in 14; 512 leaves room for protocols that need a full first message.
+const MAX_DETECT_BYTES: usize = 512;
+
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    /// Name stamped on every call (`node` field and the id's prefix).
+    pub node: String,
+    pub flow: FlowConfig,
+    pub limits: Limits,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            node: "local".to_owned(),
+            flow: FlowConfig::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Counters over everything the pipeline saw.
+#[derive(Clone, Debug, Default)]
+pub struct PipelineStats {
+    pub packets: u64,
+    /// Captured bytes (frame lengths as stored in the file).
+    pub bytes: u64,
+    pub first_ts: Option<Nanos>,
+    pub last_ts: Option<Nanos>,
+    /// Frames that were not IP (ARP, LLDP, …) or whose link type is unsupported.
+    pub non_ip: u64,
+    /// Frames whose headers were cut or malformed, by reason.
+    pub decode_errors: BTreeMap<String, u64>,
+    pub ip_fragments: u64,
+    pub reassembled_datagrams: u64,
+    /// IP packets neither TCP nor UDP (ICMP, SCTP, …).
+    pub other_transport: u64,
+    /// Connections no protocol claimed.
+    pub undetected_connections: u64,
+    pub connections_by_protocol: BTreeMap<Protocol, u64>,
+    pub calls_by_protocol: BTreeMap<Protocol, u64>,
+    pub anomalies: BTreeMap<&'static str, u64>,
+    pub flows: FlowStats,
+}
+
+/// Runs packets to calls. Feed [`Pipeline::packet`] in capture order, then
+/// call [`Pipeline::finish`]; calls reach the sink as they complete.
+#[derive(Debug)]
+pub struct Pipeline {
+    defrag: Defragmenter,
+    table: FlowTable<Dissector>,
+    dissector: Dissector,
+    stats: PipelineStats,
+}
+
+impl Pipeline {
+    pub fn new(config: PipelineConfig) -> Pipeline {
+        Pipeline {
+            defrag: Defragmenter::new(),
+            table: FlowTable::new(config.flow.clone()),
+            dissector: Dissector {
+                node: config.node,
+                limits: config.limits,
+                emitter: Emitter::new(),
+                ready: Vec::new(),
+                calls_by_protocol: BTreeMap::new(),
+                anomalies: BTreeMap::new(),
+                connections_by_protocol: BTreeMap::new(),
+                undetected: 0,
+            },
+            stats: PipelineStats::default(),
+        }
+    }
+
+    /// Process one captured frame; completed calls are passed to `sink`.
+    pub fn packet(&mut self, pkt: &RawPacket<'_>, sink: &mut impl FnMut(Call)) {
+        let stats = &mut self.stats;
+        stats.packets += 1;
+        stats.bytes += pkt.data.len() as u64;
+        stats.first_ts.get_or_insert(pkt.ts_ns);
+        stats.last_ts = Some(pkt.ts_ns);
+        let ts = pkt.ts_ns;
+        let ip = match decode::decode_link(pkt.link, pkt.data) {
+            Ok(ip) => ip,
+            Err(DecodeError::NotIp | DecodeError::UnsupportedLink) => {
+                stats.non_ip += 1;
+                return;
+            }
+            Err(e) => {
+                *stats.decode_errors.entry(e.to_string()).or_default() += 1;
+                return;
+            }
+        };
+        if ip.fragment.is_some() {
+            stats.ip_fragments += 1;
+            let Some(whole) = self.defrag.push(ts, &ip) else {
+                return;
+            };
+            stats.reassembled_datagrams += 1;
+            let len = u32::try_from(whole.payload.len()).unwrap_or(u32::MAX);
+            match decode::decode_transport(whole.protocol, &whole.payload, len) {
+                Ok(t) => self.transport(ts, whole.src, whole.dst, &t),
+                Err(e) => {
+                    *self.stats.decode_errors.entry(e.to_string()).or_default() += 1;
+                }
+            }
+        } else {
+            match decode::decode_transport(ip.protocol, ip.payload, ip.payload_len) {
+                Ok(t) => self.transport(ts, ip.src, ip.dst, &t),
+                Err(e) => {
+                    *stats.decode_errors.entry(e.to_string()).or_default() += 1;
+                }
+            }
+        }
+        self.dissector.flush(sink);
+    }
+
+    fn transport(
+        &mut self,
+        ts: Nanos,
+        src: std::net::IpAddr,
+        dst: std::net::IpAddr,
+        t: &Transport<'_>,
+    ) {
+        match t {
+            Transport::Tcp(seg) => self.table.tcp(&mut self.dissector, ts, src, dst, seg),
+            Transport::Udp(d) => self.table.udp(&mut self.dissector, ts, src, dst, d),
+            Transport::Other(_) => self.stats.other_transport += 1,
+        }
+    }
+
+    /// The input ended: flush every connection and emit what is pending.
+    pub fn finish(&mut self, sink: &mut impl FnMut(Call)) {
+        self.table.finish(&mut self.dissector);
+        self.dissector.flush(sink);
+    }
+
+    pub fn stats(&self) -> PipelineStats {
+        let mut s = self.stats.clone();
+        s.flows = self.table.stats().clone();
+        s.calls_by_protocol = self.dissector.calls_by_protocol.clone();
+        s.anomalies = self.dissector.anomalies.clone();
+        s.connections_by_protocol = self.dissector.connections_by_protocol.clone();
+        s.undetected_connections = self.dissector.undetected;
+        let d = self.defrag.stats();
+        if d.expired > 0 {
+            s.anomalies.insert("ip_fragments_expired", d.expired);
+        }
+        s
+    }
+}
+
+/// Per-connection state: detection first, then one protocol's session.
+pub struct ConnState {
+    /// True when content showed the flow table's roles backwards; the
+    /// session then sees the corrected roles and directions.
+    swapped: bool,
+    next_index: u32,
+    stage: Stage,
+}
+
+impl std::fmt::Debug for ConnState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnState")
+            .field("swapped", &self.swapped)
+            .field("next_index", &self.next_index)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Stage {
+    /// Bytes seen so far, per event, until a protocol matches.
+    Detecting(Vec<(Direction, Nanos, Vec<u8>)>),
+    Active(Box<dyn Session>),
+    /// No protocol claimed this connection; its bytes are counted by the
+    /// flow table only.
+    Ignored,
+}
+
+/// The flow handler: detection, sessions, and stamping of calls.
+#[derive(Debug)]
+struct Dissector {
+    node: String,
+    limits: Limits,
+    emitter: Emitter,
+    ready: Vec<Call>,
+    calls_by_protocol: BTreeMap<Protocol, u64>,
+    anomalies: BTreeMap<&'static str, u64>,
+    connections_by_protocol: BTreeMap<Protocol, u64>,
+    undetected: u64,
+}
+
+fn endpoint(a: SocketAddr) -> Endpoint {
+    Endpoint {
+        ip: a.ip(),
+        port: a.port(),
+    }
+}
+
+impl Dissector {
+    fn flush(&mut self, sink: &mut impl FnMut(Call)) {
+        for call in self.ready.drain(..) {
+            sink(call);
+        }
+    }
+
+    /// Stamp what the session emitted and move it to `ready`.
+    fn collect(&mut self, state: &mut ConnState, conn: &ConnInfo) {
+        for a in self.emitter.drain_anomalies() {
+            *self.anomalies.entry(a.kind).or_default() += 1;
+        }
+        for (request_dir, mut call) in self.emitter.calls.drain(..) {
+            // `request_dir` is relative to the session's (possibly swapped) roles.
+            let to_server = (request_dir == Direction::ToServer) != state.swapped;
+            let (src, dst) = if to_server {
+                (conn.client, conn.server)
+            } else {
+                (conn.server, conn.client)
+            };
+            call.src = endpoint(src);
+            call.dst = endpoint(dst);
+            call.node.clone_from(&self.node);
+            call.conn_id = conn.id;
+            call.index = state.next_index;
+            call.id = format!("{}/{}/{}", self.node, conn.id, state.next_index);
+            state.next_index = state.next_index.wrapping_add(1);
+            if let Some(p) = call.protocol {
+                *self.calls_by_protocol.entry(p).or_default() += 1;
+            }
+            self.ready.push(call);
+        }
+    }
+
+    /// Try the registry on the bytes held for this connection.
+    fn detect(&mut self, state: &mut ConnState, conn: &ConnInfo) {
+        let Stage::Detecting(events) = &state.stage else {
+            return;
+        };
+        let mut need_more = false;
+        let mut found: Option<(&ProtocolEntry, bool)> = None;
+        'entries: for entry in ordered_entries(conn) {
+            for dir in [Direction::ToServer, Direction::ToClient] {
+                let first = first_bytes(events, dir, conn.transport);
+                if first.is_empty() {
+                    continue;
+                }
+                match (entry.probe)(&first, conn.transport) {
+                    Probe::Match { from_client } => {
+                        let swap = match (from_client, conn.roles) {
+                            (Some(c), RoleSource::PortGuess) => c != (dir == Direction::ToServer),
+                            _ => false,
+                        };
+                        found = Some((entry, swap));
+                        break 'entries;
+                    }
+                    Probe::NeedMore => need_more = true,
+                    Probe::NoMatch => {}
+                }
+            }
+        }
+        let held: usize = events.iter().map(|(_, _, b)| b.len()).sum();
+        let both_spoke = events.iter().any(|(d, _, _)| *d == Direction::ToServer)
+            && events.iter().any(|(d, _, _)| *d == Direction::ToClient);
+        match found {
+            Some((entry, swap)) => {
+                let Stage::Detecting(events) = std::mem::replace(&mut state.stage, Stage::Ignored)
+                else {
+                    return;
+                };
+                state.swapped = swap;
+                let (client, server) = if swap {
+                    (conn.server, conn.client)
+                } else {
+                    (conn.client, conn.server)
+                };
+                let ctx = SessionContext {
+                    transport: conn.transport,
+                    client,
+                    server,
+                    limits: self.limits,
+                };
+                let mut session = (entry.new_session)(&ctx);
+                for (dir, ts, bytes) in events {
+                    let d = if swap { dir.reverse() } else { dir };
+                    session.data(d, ts, &bytes, &mut self.emitter);
+                }
+                *self
+                    .connections_by_protocol
+                    .entry(entry.protocol)
+                    .or_default() += 1;
+                state.stage = Stage::Active(session);
+                self.collect(state, conn);
+            }
+            // Wait for more bytes, or for the other side to speak: a
+            // client's first bytes may be noise (a keep-alive byte, a broken
+            // request line) while the server's answer is plain HTTP.
+            None if held < MAX_DETECT_BYTES && (need_more || !both_spoke) => {}
+            None => {
+                self.undetected += 1;
+                state.stage = Stage::Ignored;
+            }
+        }
+    }
+}
+
+/// The first bytes one direction sent, joined across the held events (for
+/// UDP, only its first datagram: datagrams are messages of their own).
+fn first_bytes(
+    events: &[(Direction, Nanos, Vec<u8>)],
+    dir: Direction,
+    transport: TransportKind,
+) -> std::borrow::Cow<'_, [u8]> {
+    let mut parts = events
+        .iter()
+        .filter(|(d, _, _)| *d == dir)
+        .map(|(_, _, b)| b);
+    if transport == TransportKind::Udp {
+        let first = parts.next().map_or(&[][..], Vec::as_slice);
+        return std::borrow::Cow::Borrowed(first);
+    }
+    match (parts.next(), parts.next()) {
+        (None, _) => std::borrow::Cow::Borrowed(&[]),
+        (Some(one), None) => std::borrow::Cow::Borrowed(one.as_slice()),
+        (Some(a), Some(b)) => {
+            let mut v = a.clone();
+            v.extend_from_slice(b);
+            for p in parts {
+                v.extend_from_slice(p);
+            }
+            std::borrow::Cow::Owned(v)
+        }
+    }
+}
+
+/// Registry entries for this transport, those whose ports match first.
+fn ordered_entries(conn: &ConnInfo) -> impl Iterator<Item = &'static ProtocolEntry> {
+    let ports = [conn.client.port(), conn.server.port()];
+    let fits = move |e: &&ProtocolEntry| e.transports.contains(&conn.transport);
+    let hinted = move |e: &&ProtocolEntry| ports.iter().any(|p| e.ports.contains(p));
+    PROTOCOLS
+        .iter()
+        .filter(fits)
+        .filter(hinted)
+        .chain(PROTOCOLS.iter().filter(fits).filter(move |e| !hinted(e)))
+}
+
+impl FlowHandler for Dissector {
+    type State = ConnState;
+
+    fn open(&mut self, _conn: &ConnInfo) -> ConnState {
+        ConnState {
+            swapped: false,
+            next_index: 0,
+            stage: Stage::Detecting(Vec::new()),
+        }
+    }
+
+    fn data(
+        &mut self,
+        state: &mut ConnState,
+        conn: &ConnInfo,
+        dir: Direction,
+        ts: Nanos,
+        data: &[u8],
+    ) {
+        match &mut state.stage {
+            Stage::Active(session) => {
+                let d = if state.swapped { dir.reverse() } else { dir };
+                session.data(d, ts, data, &mut self.emitter);
+                if !self.emitter.calls.is_empty() || !self.emitter.anomalies.is_empty() {
+                    self.collect(state, conn);
+                }
+            }
+            Stage::Detecting(events) => {
+                if data.is_empty() {
+                    return;
+                }
+                events.push((dir, ts, data.to_vec()));
+                self.detect(state, conn);
+            }
+            Stage::Ignored => {}
+        }
+    }
+
+    fn gap(&mut self, state: &mut ConnState, conn: &ConnInfo, dir: Direction, ts: Nanos, len: u64) {
+        match &mut state.stage {
+            Stage::Active(session) => {
+                let d = if state.swapped { dir.reverse() } else { dir };
+                session.gap(d, ts, len, &mut self.emitter);
+                self.collect(state, conn);
+            }
+            // Bytes before a gap cannot start a message we could follow:
+            // forget them and detect on what comes next.
+            Stage::Detecting(events) => events.retain(|(d, _, _)| *d != dir),
+            Stage::Ignored => {}
+        }
+    }
+
+    fn end(
+        &mut self,
+        state: &mut ConnState,
+        conn: &ConnInfo,
+        dir: Direction,
+        ts: Nanos,
+        _how: EndKind,
+    ) {
+        if let Stage::Active(session) = &mut state.stage {
+            let d = if state.swapped { dir.reverse() } else { dir };
+            session.end(d, ts, &mut self.emitter);
+            self.collect(state, conn);
+        }
+    }
+
+    fn close(&mut self, mut state: ConnState, conn: &ConnInfo, ts: Nanos, _reason: CloseReason) {
+        if let Stage::Detecting(events) = &state.stage
+            && !events.is_empty()
+        {
+            self.undetected += 1;
+        }
+        if let Stage::Active(session) = &mut state.stage {
+            session.close(ts, &mut self.emitter);
+        }
+        self.collect(&mut state, conn);
+    }
+}
