@@ -1,0 +1,133 @@
+//! End-to-end tests of the `trawl` binary on captures made by the lab's
+//! generator (whose summary is the ground truth) and on damaged files.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use trawl_lab::pcapgen::{GenConfig, GenSummary, generate};
+
+fn trawl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(args)
+        .output()
+        .expect("run trawl")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("trawl-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn generated(name: &str, packets: u64, seed: u64) -> (PathBuf, GenSummary) {
+    let path = tmp(name);
+    let file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let cfg = GenConfig {
+        packets,
+        seed,
+        ..GenConfig::default()
+    };
+    let summary = generate(file, &cfg).unwrap();
+    (path, summary)
+}
+
+fn jsonl(path: &Path) -> (Vec<serde_json::Value>, Output) {
+    let out = trawl(&["dissect", path.to_str().unwrap(), "--format", "jsonl"]);
+    let calls = String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (calls, out)
+}
+
+#[test]
+fn generated_capture_yields_exactly_the_generated_calls() {
+    let (path, summary) = generated("gen.pcap", 20_000, 7);
+    let (calls, out) = jsonl(&path);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let http: Vec<_> = calls.iter().filter(|c| c["protocol"] == "http").collect();
+    let dns: Vec<_> = calls.iter().filter(|c| c["protocol"] == "dns").collect();
+    assert_eq!(http.len() as u64, summary.http_calls);
+    assert_eq!(dns.len() as u64, summary.dns_calls);
+    let mut by_status: BTreeMap<u16, u64> = BTreeMap::new();
+    for c in &http {
+        assert!(c["errors"].is_null(), "unexpected errors in {c}");
+        assert!(c["elapsed_time"].as_i64().unwrap() > 0);
+        *by_status
+            .entry(c["status_code"].as_u64().unwrap() as u16)
+            .or_default() += 1;
+    }
+    assert_eq!(by_status, summary.by_status);
+    // Ids are unique and shaped node/conn/index.
+    let mut ids: Vec<&str> = calls.iter().map(|c| c["id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), calls.len());
+    assert!(
+        ids.iter()
+            .all(|id| id.starts_with("local/") && id.split('/').count() == 3)
+    );
+}
+
+#[test]
+fn truncated_capture_reports_offset_and_keeps_earlier_calls() {
+    let (path, _) = generated("whole.pcap", 3_000, 11);
+    let bytes = std::fs::read(&path).unwrap();
+    let cut = bytes.len() * 2 / 3 + 5;
+    let short = tmp("cut.pcap");
+    std::fs::write(&short, &bytes[..cut]).unwrap();
+    let (whole, _) = jsonl(&path);
+    let (part, out) = jsonl(&short);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cut.pcap"), "{err}");
+    assert!(err.contains("byte"), "{err}");
+    assert!(
+        !part.is_empty() && part.len() < whole.len() + 64,
+        "{} vs {}",
+        part.len(),
+        whole.len()
+    );
+}
+
+#[test]
+fn not_a_capture_is_a_clear_error() {
+    let path = tmp("notes.txt");
+    std::fs::write(&path, b"these are not packets\n").unwrap();
+    let out = trawl(&["dissect", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("notes.txt") && err.contains("not a pcap"),
+        "{err}"
+    );
+    let missing = trawl(&["dissect", "/nonexistent/x.pcap"]);
+    assert_eq!(missing.status.code(), Some(2));
+}
+
+#[test]
+fn table_and_stats_describe_the_capture() {
+    let (path, summary) = generated("table.pcap", 2_000, 3);
+    let out = trawl(&["dissect", path.to_str().unwrap(), "--stats"]);
+    assert!(out.status.success());
+    let table = String::from_utf8(out.stdout).unwrap();
+    let rows = table.lines().count() as u64;
+    assert_eq!(rows, 1 + summary.http_calls + summary.dns_calls);
+    assert!(table.lines().next().unwrap().starts_with("TIMESTAMP"));
+    let stats = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stats.contains(&format!("packets      {}", summary.packets)),
+        "{stats}"
+    );
+    assert!(
+        stats.contains(&format!("http {}", summary.http_calls)),
+        "{stats}"
+    );
+    assert!(stats.contains("packets/s"), "{stats}");
+}

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# One command for a newcomer on a fresh Debian machine: install what trawl
+# and its tests need, build trawl in release mode, install the binary, and
+# start it on a sample capture so you see what it does.
+#
+#   bash scripts/setup.sh
+#
+# Idempotent: run it again after pulling.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v cc >/dev/null || need_apt+=(build-essential)
+command -v tshark >/dev/null || need_apt+=(tshark)
+command -v tcpdump >/dev/null || need_apt+=(tcpdump)
+[ -x /usr/bin/time ] || need_apt+=(time)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "Installing ${need_apt[*]} with apt-get."
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null; then
+  echo "cargo is missing: install Rust 1.95 or later (https://rustup.rs), then run this again." >&2
+  exit 1
+fi
+
+cargo build --release -p trawl-cli -p trawl-lab
+target=${CARGO_TARGET_DIR:-target}
+bindir=${TRAWL_BIN_DIR:-$HOME/.local/bin}
+mkdir -p "$bindir"
+install -m 0755 "$target/release/trawl" "$target/release/trawl-lab" "$bindir/"
+echo "Installed trawl and trawl-lab in $bindir."
+case ":$PATH:" in *":$bindir:"*) ;; *) echo "Add $bindir to your PATH to run trawl by name." ;; esac
+
+# A sample: synthetic HTTP/1.1 and DNS traffic, dissected.
+sample=${TRAWL_SAMPLE:-/tmp/trawl-sample.pcap}
+"$bindir/trawl-lab" gen-pcap --packets 2000 -o "$sample" >/dev/null
+echo
+echo "Dissecting a sample capture ($sample):"
+"$bindir/trawl" dissect "$sample" --stats | head -n 15
+echo
+echo "Next: trawl dissect YOUR.pcap --format jsonl --stats"
