@@ -48,28 +48,38 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut reader = CaptureReader::open(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let mut pipeline = Pipeline::new(PipelineConfig {
+    let mut config = PipelineConfig {
         node: args.node.clone(),
         ..PipelineConfig::default()
-    });
+    };
+    if !args.payloads {
+        // Bodies are only shown with --payloads: don't keep or decode them.
+        config.limits.max_body_bytes = 0;
+    }
+    let mut pipeline = Pipeline::new(config);
     let stdout = io::stdout().lock();
     let mut out = BufWriter::with_capacity(1 << 20, stdout);
     let mut write_err: Option<io::Error> = None;
+    let mut line: Vec<u8> = Vec::with_capacity(4096);
     if args.format == Format::Table {
         write_err = writeln!(out, "{}", table_header()).err();
     }
-    let mut sink = |mut call: Call| {
+    let mut sink = |call: Call| {
         if write_err.is_some() {
             return;
         }
-        if !args.payloads {
-            call.request.body = None;
-            call.response.body = None;
-        }
         let r = match args.format {
-            Format::Jsonl => serde_json::to_writer(&mut out, &call)
-                .map_err(io::Error::from)
-                .and_then(|()| out.write_all(b"\n")),
+            // Serialising into a reused buffer and writing it whole is
+            // cheaper than many small writes through the BufWriter.
+            Format::Jsonl => {
+                line.clear();
+                serde_json::to_writer(&mut line, &call)
+                    .map_err(io::Error::from)
+                    .and_then(|()| {
+                        line.push(b'\n');
+                        out.write_all(&line)
+                    })
+            }
             Format::Table => writeln!(out, "{}", table_row(&call)),
             Format::None => Ok(()),
         };

@@ -1303,6 +1303,11 @@ fn finish_body(
     if acc.size == 0 && acc.kept.is_empty() && !acc.truncated {
         return (None, 0, errors);
     }
+    // Nothing is kept when the caller asked for no bodies: say nothing
+    // rather than show an empty, "truncated" one. The size still counts.
+    if cap == 0 {
+        return (None, acc.size, errors);
+    }
     let decoded = decode_body(acc.kept, acc.truncated, reader.coding, cap);
     if decoded.failed {
         errors.push("body_decode_failed");
