@@ -1649,6 +1649,18 @@ mod tests {
     }
 
     #[test]
+    fn mid_stream_keep_alive_byte_is_not_glued_to_the_next_message() {
+        // Shaped after tcp.stream 1 of http-pcapplusplus-many-protocols.pcap:
+        // the capture opens on a keep-alive probe (one garbage byte at
+        // SND.NXT-1), and the next request starts at SND.NXT.
+        let mut t = Conv::new(FlowConfig::default());
+        t.c2s(0, 1000, 1, A, b"\0");
+        t.c2s(MS, 1001, 1, A | P, b"GET / HTTP/1.1\r\n\r\n");
+        assert_eq!(t.up(1), vec![bytes(b"GET / HTTP/1.1\r\n\r\n")]);
+        assert_eq!(t.table.stats().gaps, 0);
+    }
+
+    #[test]
     fn syn_ack_first_makes_its_receiver_the_client() {
         let mut t = Conv::new(FlowConfig::default());
         // The SYN was missed.
