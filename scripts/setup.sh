@@ -39,6 +39,8 @@ sample=${TRAWL_SAMPLE:-/tmp/trawl-sample.pcap}
 "$bindir/trawl-lab" gen-pcap --packets 2000 -o "$sample" >/dev/null
 echo
 echo "Dissecting a sample capture ($sample):"
-"$bindir/trawl" dissect "$sample" --stats | head -n 15
+"$bindir/trawl" dissect "$sample" | head -n 12
+echo "…"
+"$bindir/trawl" dissect "$sample" --format none --stats
 echo
 echo "Next: trawl dissect YOUR.pcap --format jsonl --stats"

@@ -10,8 +10,9 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::ValueEnum;
+use trawl_dissect::protocols::dns::parser::rcode_name;
 use trawl_dissect::{Pipeline, PipelineConfig, PipelineStats};
-use trawl_model::Call;
+use trawl_model::{Call, Protocol};
 use trawl_packet::CaptureReader;
 
 use crate::timefmt::rfc3339_micros;
@@ -119,7 +120,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
 
 fn table_header() -> String {
     format!(
-        "{:<27} {:<5} {:<39} {:<39} {:<7} {:>6} {:>10}  {}",
+        "{:<27} {:<5} {:<21} {:<21} {:<7} {:>8} {:>10}  {}",
         "TIMESTAMP", "PROTO", "SRC", "DST", "METHOD", "STATUS", "ELAPSED", "PATH"
     )
 }
@@ -128,8 +129,17 @@ fn table_row(c: &Call) -> String {
     let proto = c.protocol.map_or("?", |p| p.as_str());
     let src = std::net::SocketAddr::new(c.src.ip, c.src.port).to_string();
     let dst = std::net::SocketAddr::new(c.dst.ip, c.dst.port).to_string();
+    let rcode_name = || {
+        u16::try_from(c.status_code)
+            .ok()
+            .and_then(rcode_name)
+            .map(str::to_owned)
+    };
     let status = if c.has_response {
-        c.status_code.to_string()
+        match c.protocol {
+            Some(Protocol::Dns) => rcode_name().unwrap_or_else(|| c.status_code.to_string()),
+            _ => c.status_code.to_string(),
+        }
     } else {
         "-".to_owned()
     };
@@ -154,7 +164,7 @@ fn table_row(c: &Call) -> String {
         path.push_str(&format!("  [{}]", c.errors.join(",")));
     }
     format!(
-        "{:<27} {:<5} {:<39} {:<39} {:<7} {:>6} {:>10}  {}",
+        "{:<27} {:<5} {:<21} {:<21} {:<7} {:>8} {:>10}  {}",
         rfc3339_micros(c.timestamp),
         proto,
         src,
