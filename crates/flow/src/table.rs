@@ -2078,52 +2078,6 @@ mod tests {
         }
     }
 
-    /// Rough fast-path throughput: in-order segments over many connections
-    /// into a handler that does nothing. Run optimised, by hand:
-    /// `cargo test -p trawl-flow -- --ignored --nocapture fast_path_throughput`.
-    #[test]
-    #[ignore]
-    fn fast_path_throughput() {
-        struct Null;
-        impl FlowHandler for Null {
-            type State = ();
-            fn open(&mut self, _: &ConnInfo) {}
-            fn data(&mut self, _: &mut (), _: &ConnInfo, _: Direction, _: Nanos, d: &[u8]) {
-                std::hint::black_box(d);
-            }
-            fn gap(&mut self, _: &mut (), _: &ConnInfo, _: Direction, _: Nanos, _: u64) {}
-            fn end(&mut self, _: &mut (), _: &ConnInfo, _: Direction, _: Nanos, _: EndKind) {}
-            fn close(&mut self, _: (), _: &ConnInfo, _: Nanos, _: CloseReason) {}
-        }
-        let conns: u32 = std::env::var("CONNS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(10_000);
-        let rounds = 3_000_000 / conns;
-        let payload = [7u8; 200];
-        let mut table: FlowTable<Null> = FlowTable::new(FlowConfig::default());
-        let start = std::time::Instant::now();
-        let mut n = 0u64;
-        for r in 0..rounds {
-            for c in 0..conns {
-                let port = 10_000 + (c % 50_000) as u16;
-                let ip = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + c / 50_000));
-                let seq = r.wrapping_mul(200);
-                let up = tcp_seg(port, 80, seq, seq, A, &payload);
-                table.tcp(&mut Null, Nanos::from(n as i64), ip, SERVER_IP, &up);
-                let down = tcp_seg(80, port, seq, seq.wrapping_add(200), A, &payload);
-                table.tcp(&mut Null, Nanos::from(n as i64 + 1), SERVER_IP, ip, &down);
-                n += 2;
-            }
-        }
-        let secs = start.elapsed().as_secs_f64();
-        eprintln!(
-            "{n} segments in {secs:.3} s: {:.2} M segments/s",
-            n as f64 / secs / 1e6
-        );
-        assert_eq!(table.stats().gaps, 0);
-    }
-
     #[test]
     fn fast_path_reports_no_overlap_counters() {
         let mut t = Conv::new(FlowConfig::default());
