@@ -215,10 +215,7 @@ struct Dissector {
 }
 
 fn endpoint(a: SocketAddr) -> Endpoint {
-    Endpoint {
-        ip: a.ip(),
-        port: a.port(),
-    }
+    Endpoint::new(a.ip(), a.port())
 }
 
 impl Dissector {

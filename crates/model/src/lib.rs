@@ -36,21 +36,82 @@ impl fmt::Display for Protocol {
     }
 }
 
-/// One side of a call. Identity fields (name, namespace, pod, service…)
-/// are added by the `identity` crate at index time.
+/// One side of a call or flow. The identity fields (name, namespace, pod,
+/// service, DNS name, labels) are filled by the `identity` crate at index
+/// time; `trawl dissect` leaves them empty. KFL names: `src.ip`,
+/// `src.port`, `src.name`, `src.namespace`, `src.pod.name`,
+/// `src.pod.namespace`, `src.service.name`, `src.service.namespace`,
+/// `src.dns`, `src.labels`, `src.resolved_by` (and the same under `dst`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Endpoint {
     pub ip: IpAddr,
     pub port: u16,
+    /// Best name for this endpoint: the pod's name, else the service's,
+    /// else the DNS name; empty when unresolved.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// Namespace of the pod or service that resolved it.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    #[serde(skip_serializing_if = "NamedRef::is_empty")]
+    pub pod: NamedRef,
+    #[serde(skip_serializing_if = "NamedRef::is_empty")]
+    pub service: NamedRef,
+    /// A DNS name this IP was seen answering for in the traffic itself.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub dns: String,
+    /// Labels of the pod (or service) that resolved this endpoint.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// How the identity was found; `None` when unresolved.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_by: Option<Resolution>,
+}
+
+impl Endpoint {
+    pub fn new(ip: IpAddr, port: u16) -> Endpoint {
+        Endpoint {
+            ip,
+            port,
+            name: String::new(),
+            namespace: String::new(),
+            pod: NamedRef::default(),
+            service: NamedRef::default(),
+            dns: String::new(),
+            labels: std::collections::BTreeMap::new(),
+            resolved_by: None,
+        }
+    }
 }
 
 impl Default for Endpoint {
     fn default() -> Self {
-        Endpoint {
-            ip: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
-            port: 0,
-        }
+        Endpoint::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 0)
     }
+}
+
+/// A namespaced Kubernetes object reference (pod or service).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct NamedRef {
+    pub name: String,
+    pub namespace: String,
+}
+
+impl NamedRef {
+    pub fn is_empty(&self) -> bool {
+        self.name.is_empty() && self.namespace.is_empty()
+    }
+}
+
+/// Where an endpoint's identity came from, strongest first: a pod entry of
+/// the workloads file, a service entry, or a name learned from DNS answers
+/// in the capture. Precedence pod > service > DNS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Resolution {
+    Pod,
+    Service,
+    Dns,
 }
 
 /// Header fields of one message in wire order. Names are lower-cased
@@ -242,6 +303,16 @@ pub struct Call {
     /// (`no_response`, `gap_in_request`, `body_truncated`, …).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// Namespaces of both endpoints (distinct, src first), for
+    /// `"payments" in namespaces`; filled with the identities.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    /// Pod names of both endpoints (distinct).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pods: Vec<String>,
+    /// Service names of both endpoints (distinct).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
 }
 
 impl Call {
