@@ -17,7 +17,9 @@ pub mod pipeline;
 pub mod protocols;
 pub mod registry;
 pub mod seam;
+#[cfg(test)]
+mod testutil;
 
-pub use pipeline::{Pipeline, PipelineConfig, PipelineStats};
+pub use pipeline::{ConnIdSpace, Pipeline, PipelineConfig, PipelineStats};
 pub use seam::{Anomaly, Emitter, Limits, Probe, Session, SessionContext};
 pub use trawl_flow::Direction;

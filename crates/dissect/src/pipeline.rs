@@ -14,7 +14,7 @@ use trawl_flow::{
     CloseReason, ConnInfo, Direction, EndKind, FlowConfig, FlowHandler, FlowStats, FlowTable,
     Nanos, RoleSource, TransportKind,
 };
-use trawl_model::{Call, Endpoint, Protocol};
+use trawl_model::{Call, Endpoint, FlowRecord, Protocol};
 use trawl_packet::{DecodeError, Defragmenter, RawPacket, Transport, decode};
 
 use crate::registry::PROTOCOLS;
@@ -31,6 +31,43 @@ pub struct PipelineConfig {
     pub node: String,
     pub flow: FlowConfig,
     pub limits: Limits,
+    /// How the flow table's connection ids become the `conn_id` of calls
+    /// and flows; see [`ConnIdSpace`].
+    pub conn_ids: ConnIdSpace,
+    /// Keep a [`FlowRecord`] for every connection that closes, to be taken
+    /// with [`Pipeline::drain_flows`]. Off by default: `trawl dissect`
+    /// prints calls only, and unread records would pile up.
+    pub flow_records: bool,
+}
+
+/// Keeps connection ids unique across several pipelines that each see a
+/// shard of one capture (the indexer runs one per thread). A flow table
+/// numbers its connections 1, 2, 3, …; shard `shard` of `shards` maps its
+/// local id `n` to `n * shards + shard`. Ids from different shards never
+/// collide, and with one shard (the default) ids are the table's own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnIdSpace {
+    pub shard: u64,
+    pub shards: u64,
+}
+
+impl Default for ConnIdSpace {
+    fn default() -> Self {
+        ConnIdSpace {
+            shard: 0,
+            shards: 1,
+        }
+    }
+}
+
+impl ConnIdSpace {
+    /// The global id of the table's connection `local`. Wrapping: a table
+    /// would need more than 2^64 / shards connections to wrap.
+    pub fn global(self, local: u64) -> u64 {
+        local
+            .wrapping_mul(self.shards.max(1))
+            .wrapping_add(self.shard)
+    }
 }
 
 impl Default for PipelineConfig {
@@ -39,6 +76,8 @@ impl Default for PipelineConfig {
             node: "local".to_owned(),
             flow: FlowConfig::default(),
             limits: Limits::default(),
+            conn_ids: ConnIdSpace::default(),
+            flow_records: false,
         }
     }
 }
@@ -91,6 +130,9 @@ impl Pipeline {
                 anomalies: BTreeMap::new(),
                 connections_by_protocol: BTreeMap::new(),
                 undetected: 0,
+                conn_ids: config.conn_ids,
+                flow_records: config.flow_records,
+                flows: Vec::new(),
             },
             stats: PipelineStats::default(),
         }
@@ -159,6 +201,13 @@ impl Pipeline {
         self.dissector.flush(sink);
     }
 
+    /// Take the flow records of connections closed so far (empty unless
+    /// [`PipelineConfig::flow_records`] is set). Call it after
+    /// [`Pipeline::packet`] or [`Pipeline::finish`] to keep memory flat.
+    pub fn drain_flows(&mut self) -> std::vec::Drain<'_, FlowRecord> {
+        self.dissector.flows.drain(..)
+    }
+
     pub fn stats(&self) -> PipelineStats {
         let mut s = self.stats.clone();
         s.flows = self.table.stats().clone();
@@ -181,6 +230,11 @@ pub struct ConnState {
     swapped: bool,
     next_index: u32,
     stage: Stage,
+    /// Protocol detection picked, for the flow record.
+    protocol: Option<Protocol>,
+    /// Latest packet time seen by a callback (data, gap, end), for the
+    /// flow record.
+    last_ts: Nanos,
 }
 
 impl std::fmt::Debug for ConnState {
@@ -212,6 +266,10 @@ struct Dissector {
     anomalies: BTreeMap<&'static str, u64>,
     connections_by_protocol: BTreeMap<Protocol, u64>,
     undetected: u64,
+    conn_ids: ConnIdSpace,
+    flow_records: bool,
+    /// Closed connections waiting for [`Pipeline::drain_flows`].
+    flows: Vec<FlowRecord>,
 }
 
 fn endpoint(a: SocketAddr) -> Endpoint {
@@ -241,9 +299,10 @@ impl Dissector {
             call.src = endpoint(src);
             call.dst = endpoint(dst);
             call.node.clone_from(&self.node);
-            call.conn_id = conn.id;
+            let conn_id = self.conn_ids.global(conn.id);
+            call.conn_id = conn_id;
             call.index = state.next_index;
-            call.id = format!("{}/{}/{}", self.node, conn.id, state.next_index);
+            call.id = format!("{}/{}/{}", self.node, conn_id, state.next_index);
             state.next_index = state.next_index.wrapping_add(1);
             if let Some(p) = call.protocol {
                 *self.calls_by_protocol.entry(p).or_default() += 1;
@@ -309,6 +368,7 @@ impl Dissector {
                     .connections_by_protocol
                     .entry(entry.protocol)
                     .or_default() += 1;
+                state.protocol = Some(entry.protocol);
                 state.stage = Stage::Active(session);
                 self.collect(state, conn);
             }
@@ -368,11 +428,13 @@ fn ordered_entries(conn: &ConnInfo) -> impl Iterator<Item = &'static ProtocolEnt
 impl FlowHandler for Dissector {
     type State = ConnState;
 
-    fn open(&mut self, _conn: &ConnInfo) -> ConnState {
+    fn open(&mut self, conn: &ConnInfo) -> ConnState {
         ConnState {
             swapped: false,
             next_index: 0,
             stage: Stage::Detecting(Vec::new()),
+            protocol: None,
+            last_ts: conn.first_seen,
         }
     }
 
@@ -384,6 +446,7 @@ impl FlowHandler for Dissector {
         ts: Nanos,
         data: &[u8],
     ) {
+        state.last_ts = state.last_ts.max(ts);
         match &mut state.stage {
             Stage::Active(session) => {
                 let d = if state.swapped { dir.reverse() } else { dir };
@@ -404,6 +467,7 @@ impl FlowHandler for Dissector {
     }
 
     fn gap(&mut self, state: &mut ConnState, conn: &ConnInfo, dir: Direction, ts: Nanos, len: u64) {
+        state.last_ts = state.last_ts.max(ts);
         match &mut state.stage {
             Stage::Active(session) => {
                 let d = if state.swapped { dir.reverse() } else { dir };
@@ -425,6 +489,7 @@ impl FlowHandler for Dissector {
         ts: Nanos,
         _how: EndKind,
     ) {
+        state.last_ts = state.last_ts.max(ts);
         if let Stage::Active(session) = &mut state.stage {
             let d = if state.swapped { dir.reverse() } else { dir };
             session.end(d, ts, &mut self.emitter);
@@ -432,7 +497,7 @@ impl FlowHandler for Dissector {
         }
     }
 
-    fn close(&mut self, mut state: ConnState, conn: &ConnInfo, ts: Nanos, _reason: CloseReason) {
+    fn close(&mut self, mut state: ConnState, conn: &ConnInfo, ts: Nanos, reason: CloseReason) {
         if let Stage::Detecting(events) = &state.stage
             && !events.is_empty()
         {
@@ -442,5 +507,56 @@ impl FlowHandler for Dissector {
             session.close(ts, &mut self.emitter);
         }
         self.collect(&mut state, conn);
+        if self.flow_records {
+            self.flows.push(flow_record(&self.node, self.conn_ids, &state, conn, ts, reason));
+        }
+    }
+}
+
+/// The flow record of a connection that is closing at `ts`.
+fn flow_record(
+    node: &str,
+    conn_ids: ConnIdSpace,
+    state: &ConnState,
+    conn: &ConnInfo,
+    ts: Nanos,
+    reason: CloseReason,
+) -> FlowRecord {
+    // A finished connection closes on its last FIN or RST, so `ts` is its
+    // last packet; other closes happen later (idle timeout, end of input).
+    let last_ts = match reason {
+        CloseReason::Finished => state.last_ts.max(ts),
+        _ => state.last_ts,
+    };
+    // Roles as the calls see them: swapped when content overruled the
+    // port guess.
+    let (client, server) = if state.swapped {
+        (conn.server, conn.client)
+    } else {
+        (conn.client, conn.server)
+    };
+    FlowRecord {
+        conn_id: conn_ids.global(conn.id),
+        node: node.to_owned(),
+        transport: match conn.transport {
+            TransportKind::Tcp => "tcp",
+            TransportKind::Udp => "udp",
+        },
+        client,
+        server,
+        roles: match conn.roles {
+            RoleSource::Handshake => "handshake",
+            RoleSource::PortGuess => "port_guess",
+        },
+        first_ts: conn.first_seen,
+        last_ts,
+        protocol: state.protocol,
+        calls: u64::from(state.next_index),
+        close_reason: match reason {
+            CloseReason::Finished => "finished",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::Evicted => "evicted",
+            CloseReason::EndOfInput => "end_of_input",
+        },
     }
 }

@@ -130,14 +130,7 @@ fn new_session(ctx: &SessionContext) -> Box<dyn Session> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::testutil::hex;
 
     // frame 1 of dns-pcapplusplus-DnsPackets.pcap: query www.google.com A.
     const QUERY: &str = "8185010000010000000000000377777706676f6f676c6503636f6d0000010001";

@@ -541,14 +541,7 @@ impl Session for DnsSession {
 mod tests {
     use super::*;
     use crate::seam::Anomaly;
-
-    fn hex(s: &str) -> Vec<u8> {
-        let s: String = s.split_whitespace().collect();
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::testutil::hex;
 
     fn session(transport: TransportKind, limits: Limits) -> DnsSession {
         DnsSession::new(&SessionContext {
