@@ -508,7 +508,14 @@ impl FlowHandler for Dissector {
         }
         self.collect(&mut state, conn);
         if self.flow_records {
-            self.flows.push(flow_record(&self.node, self.conn_ids, &state, conn, ts, reason));
+            self.flows.push(flow_record(
+                &self.node,
+                self.conn_ids,
+                &state,
+                conn,
+                ts,
+                reason,
+            ));
         }
     }
 }
@@ -558,5 +565,124 @@ fn flow_record(
             CloseReason::Evicted => "evicted",
             CloseReason::EndOfInput => "end_of_input",
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trawl_packet::LinkType;
+
+    /// An Ethernet/IPv4/TCP frame (checksums left zero: nothing here checks them).
+    fn frame(
+        src: ([u8; 4], u16),
+        dst: ([u8; 4], u16),
+        seq: u32,
+        flags: u8,
+        data: &[u8],
+    ) -> Vec<u8> {
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&[0x08, 0x00]);
+        let total = u16::try_from(20 + 20 + data.len()).unwrap();
+        f.extend_from_slice(&[
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            0,
+            0x40,
+            0,
+            64,
+            6,
+            0,
+            0,
+        ]);
+        f.extend_from_slice(&src.0);
+        f.extend_from_slice(&dst.0);
+        f.extend_from_slice(&src.1.to_be_bytes());
+        f.extend_from_slice(&dst.1.to_be_bytes());
+        f.extend_from_slice(&seq.to_be_bytes());
+        f.extend_from_slice(&[0, 0, 0, 1, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+        f.extend_from_slice(data);
+        f
+    }
+
+    const PSH_ACK: u8 = 0x18;
+
+    fn run(frames: &[Vec<u8>]) -> (Vec<Call>, PipelineStats) {
+        let mut p = Pipeline::new(PipelineConfig::default());
+        let mut calls = Vec::new();
+        let mut sink = |c: Call| calls.push(c);
+        for (i, f) in frames.iter().enumerate() {
+            let pkt = RawPacket {
+                ts_ns: 1_000_000 * i as i64,
+                link: LinkType::Ethernet,
+                interface: 0,
+                data: f,
+                orig_len: f.len() as u32,
+            };
+            p.packet(&pkt, &mut sink);
+        }
+        p.finish(&mut sink);
+        (calls, p.stats())
+    }
+
+    const A: [u8; 4] = [10, 0, 0, 1];
+    const B: [u8; 4] = [10, 0, 0, 2];
+
+    #[test]
+    fn content_corrects_a_wrong_port_guess() {
+        // Mid-stream, no handshake; the server listens on 50000 and the
+        // client's port is lower, so the port guess picks the wrong server.
+        let req = b"GET /x HTTP/1.1\r\nHost: b\r\n\r\n";
+        let resp = b"HTTP/1.1 204 No Content\r\n\r\n";
+        let (calls, stats) = run(&[
+            frame((A, 40000), (B, 50000), 100, PSH_ACK, req),
+            frame((B, 50000), (A, 40000), 900, PSH_ACK, resp),
+        ]);
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        let c = &calls[0];
+        assert_eq!((c.src.port, c.dst.port), (40000, 50000));
+        assert_eq!((c.method.as_str(), c.status_code), ("GET", 204));
+        assert_eq!(c.id, format!("local/{}/0", c.conn_id));
+        assert_eq!(stats.connections_by_protocol.get(&Protocol::Http), Some(&1));
+    }
+
+    #[test]
+    fn a_server_answer_identifies_http_when_the_client_spoke_noise() {
+        // Shaped after http-zeek-http-methods.pcap: a request line HTTP
+        // does not accept, answered by a plain HTTP 400.
+        let (calls, _) = run(&[
+            frame((A, 46564), (B, 80), 1, PSH_ACK, b"OPTIONSHTTP/1.1\r\n\r\n"),
+            frame(
+                (B, 80),
+                (A, 46564),
+                1,
+                PSH_ACK,
+                b"HTTP/1.0 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+            ),
+        ]);
+        assert_eq!(calls.len(), 1, "{calls:?}");
+        assert_eq!(calls[0].status_code, 400);
+        assert!(!calls[0].has_request);
+        assert_eq!((calls[0].src.port, calls[0].dst.port), (46564, 80));
+    }
+
+    #[test]
+    fn unknown_protocols_are_counted_not_guessed() {
+        let (calls, stats) = run(&[
+            frame(
+                (A, 40000),
+                (B, 7777),
+                1,
+                PSH_ACK,
+                &[0xde, 0xad, 0xbe, 0xef, 1, 2, 3],
+            ),
+            frame((B, 7777), (A, 40000), 1, PSH_ACK, &[0x00, 0x01, 0x02]),
+        ]);
+        assert!(calls.is_empty());
+        assert_eq!(stats.undetected_connections, 1);
+        assert_eq!(stats.flows.connections, 1);
     }
 }
