@@ -6,6 +6,11 @@
 //! stamps identity (`id`, `conn_id`, `src`, `dst`, `node`). This crate only
 //! describes records and how they serialise; it parses no traffic.
 
+pub mod catalogue;
+pub mod flow;
+
+pub use flow::FlowRecord;
+
 use std::fmt;
 use std::net::IpAddr;
 
@@ -104,13 +109,15 @@ impl NamedRef {
 }
 
 /// Where an endpoint's identity came from, strongest first: a pod entry of
-/// the workloads file, a service entry, or a name learned from DNS answers
-/// in the capture. Precedence pod > service > DNS.
+/// the workloads file, a service entry, an external entry (a named address
+/// outside the cluster, such as a payment gateway), or a name learned from
+/// DNS answers in the capture. Precedence pod > service > external > DNS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Resolution {
     Pod,
     Service,
+    External,
     Dns,
 }
 

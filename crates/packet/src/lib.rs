@@ -16,6 +16,7 @@
 pub mod capfile;
 pub mod decode;
 pub mod defrag;
+pub mod pcapng_writer;
 
 pub use capfile::{CaptureError, CaptureReader, LinkType, RawPacket};
 pub use decode::{DecodeError, IpPacket, TcpFlags, TcpSegment, Transport, UdpDatagram};
