@@ -685,4 +685,59 @@ mod tests {
         assert_eq!(stats.undetected_connections, 1);
         assert_eq!(stats.flows.connections, 1);
     }
+
+    #[test]
+    fn flow_records_carry_the_shards_conn_id_and_the_corrected_roles() {
+        // The port-guess case above, as shard 1 of 2 of an indexer.
+        let mut p = Pipeline::new(PipelineConfig {
+            conn_ids: ConnIdSpace {
+                shard: 1,
+                shards: 2,
+            },
+            flow_records: true,
+            ..PipelineConfig::default()
+        });
+        let frames = [
+            frame(
+                (A, 40000),
+                (B, 50000),
+                100,
+                PSH_ACK,
+                b"GET /x HTTP/1.1\r\n\r\n",
+            ),
+            frame(
+                (B, 50000),
+                (A, 40000),
+                900,
+                PSH_ACK,
+                b"HTTP/1.1 204 No Content\r\n\r\n",
+            ),
+        ];
+        let mut calls = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            let pkt = RawPacket {
+                ts_ns: 5_000 + i as i64,
+                link: LinkType::Ethernet,
+                interface: 0,
+                data: f,
+                orig_len: f.len() as u32,
+            };
+            p.packet(&pkt, &mut |c| calls.push(c));
+        }
+        assert_eq!(p.drain_flows().count(), 0, "nothing closed yet");
+        p.finish(&mut |c| calls.push(c));
+        let flows: Vec<FlowRecord> = p.drain_flows().collect();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(flows.len(), 1);
+        let (c, f) = (&calls[0], &flows[0]);
+        // The table's first connection is local id 1: 1 * 2 + 1.
+        assert_eq!(c.conn_id, 3);
+        assert_eq!(c.id, "local/3/0");
+        assert_eq!(f.conn_id, 3);
+        assert_eq!((f.client.port(), f.server.port()), (40000, 50000));
+        assert_eq!((f.transport, f.roles), ("tcp", "port_guess"));
+        assert_eq!((f.first_ts, f.last_ts), (5_000, 5_001));
+        assert_eq!((f.protocol, f.calls), (Some(Protocol::Http), 1));
+        assert_eq!(f.close_reason, "end_of_input");
+    }
 }

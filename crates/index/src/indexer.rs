@@ -1,0 +1,833 @@
+//! The indexing pipeline: a capture file in, an index directory out.
+//!
+//! ```text
+//!  reader (calling thread)          workers (one per shard)
+//!  CaptureReader ─ decode_link ─┬─► Pipeline ─► CallBatchBuilder ─► calls/part-S-N.parquet
+//!   shard = hash(unordered      │      │     └► PayloadWriter     ─► payloads/part-S.bin
+//!           IP pair) % shards   │      └──► FlowBatchBuilder    ─► flows/part-S-N.parquet
+//!                               └─► …
+//! ```
+//!
+//! Sharding by the unordered IP address pair sends both directions of a
+//! connection, and every fragment of a fragmented datagram (which carries
+//! no ports), to the same shard, so each shard's pipeline sees whole flows.
+//! The price: all traffic between two hosts lands on one shard. Each
+//! shard's pipeline numbers its own connections; [`ConnIdSpace`] maps them
+//! to `local * shards + shard` so that `conn_id` (and the call ids built
+//! from it) stay unique across the index.
+//!
+//! Memory is bounded: packets travel in batches of [`BATCH_PACKETS`] over
+//! bounded channels ([`CHANNEL_BATCHES`] per shard), spent batches go back
+//! to the reader for reuse, and record batches are cut at
+//! [`crate::BATCH_ROWS`] rows. With one thread the reader runs the single
+//! pipeline itself, without channels: the single-threaded baseline.
+//!
+//! Crash safety is in [`crate::manifest`]: the index is built in
+//! `<out>.tmp-<pid>/` and renamed into place after its manifest is written.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use trawl_dissect::{ConnIdSpace, Pipeline, PipelineConfig, PipelineStats};
+use trawl_model::Call;
+use trawl_packet::{CaptureReader, LinkType, RawPacket, decode};
+
+use crate::IndexError;
+use crate::manifest::{
+    Manifest, SCHEMA_VERSION, remove_stale_tmp_dirs, rfc3339_nanos, sync_dir, tmp_dir_for,
+    write_manifest,
+};
+use crate::payload::{MAX_PAYLOAD_BYTES, PAYLOAD_DIR, PayloadWriter};
+use crate::schema::{CallBatchBuilder, FlowBatchBuilder, calls_schema, flows_schema};
+
+/// Packets per batch sent to a worker. A channel send costs about as much
+/// as dissecting a small packet; 256 packets per send make it noise, and a
+/// batch of full-size frames is still under 400 KB.
+pub const BATCH_PACKETS: usize = 256;
+
+/// Batches queued per worker. Enough to ride out a worker's pause while it
+/// writes a row group, small enough that the queues hold a few MB at most.
+pub const CHANNEL_BATCHES: usize = 16;
+
+/// Rows per Parquet part file before a new one is started: a handful of
+/// files per shard lets DataFusion scan in parallel and keeps any one file
+/// quick to rewrite or copy.
+pub const ROWS_PER_FILE: usize = 1024 * 1024;
+
+/// Rows per Parquet row group: large enough for its statistics to skip
+/// data and for DataFusion to scan row groups in parallel, small enough
+/// that a writer's buffered row group stays a few tens of MB.
+pub const ROW_GROUP_ROWS: usize = 64 * 1024;
+
+/// Packets between progress reports.
+const PROGRESS_EVERY: u64 = 64 * 1024;
+
+/// Kept-body cap per message when indexing. Agents read bodies to
+/// diagnose errors; 64 KiB holds nearly every JSON error body and API
+/// response in full while keeping the payload store a fraction of the
+/// capture.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Seed of the shard hash. Fixed, so that a capture always shards the same
+/// way and indexes are reproducible.
+const SHARD_SEED: u64 = 0x7472_6177_6c00_0001;
+
+/// How to index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexOptions {
+    /// Node name stamped on calls and flows.
+    pub node: String,
+    /// Worker threads (shards); 0 means one per available core.
+    pub threads: usize,
+    /// Body bytes kept per message in the payload store; 0 keeps none.
+    pub max_body_bytes: usize,
+    /// Replace an existing index at the output path.
+    pub overwrite: bool,
+}
+
+impl Default for IndexOptions {
+    fn default() -> Self {
+        IndexOptions {
+            node: "local".to_owned(),
+            threads: 0,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            overwrite: false,
+        }
+    }
+}
+
+/// How far indexing got, reported every [`PROGRESS_EVERY`] packets and at
+/// the end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    pub packets: u64,
+    /// Bytes of the capture file consumed so far.
+    pub bytes_read: u64,
+    /// Size of the capture file.
+    pub total_bytes: u64,
+}
+
+/// What an indexing run produced.
+#[derive(Clone, Debug)]
+pub struct IndexSummary {
+    /// The index directory (the output path).
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    pub calls_by_protocol: BTreeMap<String, u64>,
+    /// Each shard's pipeline counters, by shard.
+    pub shard_stats: Vec<PipelineStats>,
+}
+
+/// One captured frame's place in a [`PacketBatch`].
+#[derive(Clone, Copy, Debug)]
+struct PacketMeta {
+    ts_ns: i64,
+    link: LinkType,
+    interface: u32,
+    orig_len: u32,
+    start: usize,
+    end: usize,
+}
+
+/// Packets copied out of the reader's buffer, to travel to a worker.
+#[derive(Debug, Default)]
+struct PacketBatch {
+    data: Vec<u8>,
+    packets: Vec<PacketMeta>,
+}
+
+impl PacketBatch {
+    fn push(&mut self, pkt: &RawPacket<'_>) {
+        let start = self.data.len();
+        self.data.extend_from_slice(pkt.data);
+        self.packets.push(PacketMeta {
+            ts_ns: pkt.ts_ns,
+            link: pkt.link,
+            interface: pkt.interface,
+            orig_len: pkt.orig_len,
+            start,
+            end: self.data.len(),
+        });
+    }
+
+    fn clear(&mut self) {
+        self.data.clear();
+        self.packets.clear();
+    }
+
+    fn iter(&self) -> impl Iterator<Item = RawPacket<'_>> {
+        self.packets.iter().map(|m| RawPacket {
+            ts_ns: m.ts_ns,
+            link: m.link,
+            interface: m.interface,
+            data: self.data.get(m.start..m.end).unwrap_or(&[]),
+            orig_len: m.orig_len,
+        })
+    }
+}
+
+/// The shard of a frame: a hash of its unordered IP address pair. Frames
+/// that are not IP (or do not decode) go to shard 0, whose pipeline counts
+/// them.
+fn shard_of(pkt: &RawPacket<'_>, hasher: &foldhash::fast::FixedState, shards: usize) -> usize {
+    if shards <= 1 {
+        return 0;
+    }
+    let Ok(ip) = decode::decode_link(pkt.link, pkt.data) else {
+        return 0;
+    };
+    let (lo, hi): (IpAddr, IpAddr) = if ip.src <= ip.dst {
+        (ip.src, ip.dst)
+    } else {
+        (ip.dst, ip.src)
+    };
+    let h = hasher.hash_one((lo, hi));
+    // Multiply-shift maps the hash onto 0..shards without a division.
+    let shard = (u128::from(h) * shards as u128) >> 64;
+    usize::try_from(shard).unwrap_or(0)
+}
+
+/// Writes one table's record batches of one shard as Parquet part files.
+struct PartWriter {
+    index_dir: PathBuf,
+    table: &'static str,
+    shard: usize,
+    schema: SchemaRef,
+    props: WriterProperties,
+    seq: usize,
+    current: Option<OpenPart>,
+    parts: Vec<String>,
+}
+
+struct OpenPart {
+    writer: ArrowWriter<File>,
+    /// A second handle on the file, to sync it after the writer closes it.
+    sync: File,
+    path: PathBuf,
+    rows: usize,
+}
+
+impl PartWriter {
+    fn new(index_dir: &Path, table: &'static str, shard: usize, schema: SchemaRef) -> Self {
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_created_by(format!("trawl {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        PartWriter {
+            index_dir: index_dir.to_owned(),
+            table,
+            shard,
+            schema,
+            props,
+            seq: 0,
+            current: None,
+            parts: Vec::new(),
+        }
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), IndexError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let part = match &mut self.current {
+            Some(p) => p,
+            None => {
+                let rel = format!("{}/part-{}-{}.parquet", self.table, self.shard, self.seq);
+                self.seq += 1;
+                let path = self.index_dir.join(&rel);
+                let file = File::create(&path).map_err(IndexError::io(&path))?;
+                let sync = file.try_clone().map_err(IndexError::io(&path))?;
+                let writer =
+                    ArrowWriter::try_new(file, self.schema.clone(), Some(self.props.clone()))
+                        .map_err(|source| IndexError::Parquet {
+                            path: path.clone(),
+                            source,
+                        })?;
+                self.parts.push(rel);
+                self.current.insert(OpenPart {
+                    writer,
+                    sync,
+                    path,
+                    rows: 0,
+                })
+            }
+        };
+        part.writer
+            .write(batch)
+            .map_err(|source| IndexError::Parquet {
+                path: part.path.clone(),
+                source,
+            })?;
+        part.rows += batch.num_rows();
+        if part.rows >= ROWS_PER_FILE {
+            self.close_current()?;
+        }
+        Ok(())
+    }
+
+    fn close_current(&mut self) -> Result<(), IndexError> {
+        if let Some(part) = self.current.take() {
+            let OpenPart {
+                writer, sync, path, ..
+            } = part;
+            writer.close().map_err(|source| IndexError::Parquet {
+                path: path.clone(),
+                source,
+            })?;
+            sync.sync_all().map_err(IndexError::io(&path))?;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Vec<String>, IndexError> {
+        self.close_current()?;
+        Ok(self.parts)
+    }
+}
+
+/// What one shard produced.
+struct ShardOutput {
+    calls_parts: Vec<String>,
+    flows_parts: Vec<String>,
+    payload_part: Option<String>,
+    calls: u64,
+    flows: u64,
+    calls_by_protocol: BTreeMap<String, u64>,
+    stats: PipelineStats,
+}
+
+/// One shard: a pipeline and the writers of its part files.
+struct Worker {
+    pipeline: Pipeline,
+    calls: CallBatchBuilder,
+    flows: FlowBatchBuilder,
+    call_parts: PartWriter,
+    flow_parts: PartWriter,
+    payloads: Option<PayloadWriter>,
+    calls_written: u64,
+    flows_written: u64,
+    calls_by_protocol: BTreeMap<String, u64>,
+    /// First error met inside the pipeline's sink; the worker stops there.
+    error: Option<IndexError>,
+}
+
+impl Worker {
+    fn new(
+        dir: &Path,
+        shard: usize,
+        shards: usize,
+        opts: &IndexOptions,
+    ) -> Result<Self, IndexError> {
+        let mut config = PipelineConfig {
+            node: opts.node.clone(),
+            conn_ids: ConnIdSpace {
+                shard: shard as u64,
+                shards: shards as u64,
+            },
+            flow_records: true,
+            ..PipelineConfig::default()
+        };
+        config.limits.max_body_bytes = opts.max_body_bytes;
+        let payloads = if opts.max_body_bytes > 0 {
+            Some(PayloadWriter::create(dir, shard)?)
+        } else {
+            None
+        };
+        Ok(Worker {
+            pipeline: Pipeline::new(config),
+            calls: CallBatchBuilder::new(),
+            flows: FlowBatchBuilder::new(),
+            call_parts: PartWriter::new(dir, "calls", shard, calls_schema()),
+            flow_parts: PartWriter::new(dir, "flows", shard, flows_schema()),
+            payloads,
+            calls_written: 0,
+            flows_written: 0,
+            calls_by_protocol: BTreeMap::new(),
+            error: None,
+        })
+    }
+
+    fn packet(&mut self, pkt: &RawPacket<'_>) -> Result<(), IndexError> {
+        let Worker {
+            pipeline,
+            calls,
+            payloads,
+            error,
+            calls_by_protocol,
+            ..
+        } = self;
+        pipeline.packet(pkt, &mut |call| {
+            add_call(call, calls, payloads, calls_by_protocol, error);
+        });
+        self.after_packets()
+    }
+
+    fn after_packets(&mut self) -> Result<(), IndexError> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        for f in self.pipeline.drain_flows() {
+            self.flows.append(&f);
+        }
+        if self.calls.is_full() {
+            self.flush_calls()?;
+        }
+        if self.flows.is_full() {
+            self.flush_flows()?;
+        }
+        Ok(())
+    }
+
+    fn flush_calls(&mut self) -> Result<(), IndexError> {
+        if self.calls.is_empty() {
+            return Ok(());
+        }
+        let n = self.calls.len() as u64;
+        let batch = self.calls.finish()?;
+        self.call_parts.write(&batch)?;
+        self.calls_written += n;
+        Ok(())
+    }
+
+    fn flush_flows(&mut self) -> Result<(), IndexError> {
+        if self.flows.is_empty() {
+            return Ok(());
+        }
+        let n = self.flows.len() as u64;
+        let batch = self.flows.finish()?;
+        self.flow_parts.write(&batch)?;
+        self.flows_written += n;
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<ShardOutput, IndexError> {
+        {
+            let Worker {
+                pipeline,
+                calls,
+                payloads,
+                error,
+                calls_by_protocol,
+                ..
+            } = &mut self;
+            pipeline.finish(&mut |call| {
+                add_call(call, calls, payloads, calls_by_protocol, error);
+            });
+        }
+        self.after_packets()?;
+        self.flush_calls()?;
+        self.flush_flows()?;
+        let payload_part = match self.payloads {
+            Some(p) => {
+                let name = p.name().to_owned();
+                p.finish()?;
+                Some(name)
+            }
+            None => None,
+        };
+        Ok(ShardOutput {
+            calls_parts: self.call_parts.finish()?,
+            flows_parts: self.flow_parts.finish()?,
+            payload_part,
+            calls: self.calls_written,
+            flows: self.flows_written,
+            calls_by_protocol: self.calls_by_protocol,
+            stats: self.pipeline.stats(),
+        })
+    }
+}
+
+/// The pipeline's sink: store the bodies, then append the call.
+fn add_call(
+    call: Call,
+    calls: &mut CallBatchBuilder,
+    payloads: &mut Option<PayloadWriter>,
+    by_protocol: &mut BTreeMap<String, u64>,
+    error: &mut Option<IndexError>,
+) {
+    if error.is_some() {
+        return;
+    }
+    let mut store = |body: &Option<trawl_model::Body>| -> Result<_, IndexError> {
+        match (payloads.as_mut(), body) {
+            (Some(p), Some(b)) => p.store(b),
+            _ => Ok(None),
+        }
+    };
+    let result = store(&call.request.body).and_then(|req| {
+        let resp = store(&call.response.body)?;
+        calls.append(&call, req, resp).map_err(IndexError::from)
+    });
+    match result {
+        Ok(()) => {
+            let p = call.protocol.map_or("", |p| p.as_str());
+            *by_protocol.entry(p.to_owned()).or_default() += 1;
+        }
+        Err(e) => *error = Some(e),
+    }
+}
+
+/// Indexes the capture at `path` into the directory `out_dir` (created;
+/// see [`IndexOptions::overwrite`] for an existing one). `progress` is
+/// called from the calling thread as packets are read.
+///
+/// A damaged capture is indexed up to the damage; the manifest and the
+/// summary then carry `capture_error`. Any other failure leaves no index
+/// (and no temporary directory) behind.
+pub fn index_capture(
+    path: &Path,
+    out_dir: &Path,
+    opts: &IndexOptions,
+    progress: &dyn Fn(Progress),
+) -> Result<IndexSummary, IndexError> {
+    if opts.max_body_bytes > MAX_PAYLOAD_BYTES {
+        return Err(IndexError::InvalidOption(format!(
+            "max_body_bytes {} is over the payload store's limit of {MAX_PAYLOAD_BYTES}",
+            opts.max_body_bytes
+        )));
+    }
+    let shards = match opts.threads {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        n => n,
+    };
+    let mut reader = CaptureReader::open(path)?;
+    let total_bytes = std::fs::metadata(path).map_err(IndexError::io(path))?.len();
+    check_output(out_dir, opts.overwrite)?;
+    remove_stale_tmp_dirs(out_dir)?;
+    let tmp = tmp_dir_for(out_dir);
+    let result = build(&mut reader, &tmp, shards, opts, &|p| {
+        progress(Progress { total_bytes, ..p })
+    })
+    .and_then(|(outputs, read)| {
+        let manifest = manifest_of(path, total_bytes, shards, opts, &outputs, read);
+        write_manifest(&tmp, &manifest)?;
+        sync_dir(&tmp)?;
+        install(&tmp, out_dir, opts.overwrite)?;
+        let mut calls_by_protocol = BTreeMap::new();
+        for o in &outputs {
+            for (p, n) in &o.calls_by_protocol {
+                *calls_by_protocol.entry(p.clone()).or_default() += n;
+            }
+        }
+        Ok(IndexSummary {
+            dir: out_dir.to_owned(),
+            manifest,
+            calls_by_protocol,
+            shard_stats: outputs.into_iter().map(|o| o.stats).collect(),
+        })
+    });
+    if result.is_err() {
+        // Best effort: the error being returned matters more than this one.
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result
+}
+
+/// Refuses to clobber an existing directory unless asked to. An empty
+/// directory (made by a user for the index) is fine.
+fn check_output(out: &Path, overwrite: bool) -> Result<(), IndexError> {
+    match std::fs::read_dir(out) {
+        Ok(mut entries) => {
+            if entries.next().is_some() && !overwrite {
+                return Err(IndexError::OutputExists(out.to_owned()));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => {
+            Err(IndexError::OutputExists(out.to_owned()))
+        }
+        Err(e) => Err(IndexError::Io {
+            path: out.to_owned(),
+            source: e,
+        }),
+    }
+}
+
+/// Moves the finished tmp directory to `out`. With an old index there, it
+/// is renamed aside first and removed after: at every moment `out` is
+/// either the old index, absent, or the new one.
+fn install(tmp: &Path, out: &Path, overwrite: bool) -> Result<(), IndexError> {
+    let mut old = None;
+    if out.exists() {
+        let is_empty_dir = std::fs::read_dir(out).is_ok_and(|mut e| e.next().is_none());
+        if is_empty_dir {
+            std::fs::remove_dir(out).map_err(IndexError::io(out))?;
+        } else if overwrite {
+            let mut name = out.file_name().unwrap_or_default().to_owned();
+            name.push(format!(".old-{}", std::process::id()));
+            let aside = out.with_file_name(name);
+            std::fs::rename(out, &aside).map_err(IndexError::io(out))?;
+            old = Some(aside);
+        } else {
+            return Err(IndexError::OutputExists(out.to_owned()));
+        }
+    }
+    std::fs::rename(tmp, out).map_err(IndexError::io(out))?;
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        sync_dir(parent)?;
+    }
+    if let Some(old) = old {
+        std::fs::remove_dir_all(&old).map_err(IndexError::io(&old))?;
+    }
+    Ok(())
+}
+
+/// What the reader saw.
+struct ReadTotals {
+    packets: u64,
+    bytes: u64,
+    first_ts: Option<i64>,
+    last_ts: Option<i64>,
+    capture_error: Option<String>,
+}
+
+/// Reads the capture into `shards` workers writing under `dir`.
+fn build(
+    reader: &mut CaptureReader<File>,
+    dir: &Path,
+    shards: usize,
+    opts: &IndexOptions,
+    progress: &dyn Fn(Progress),
+) -> Result<(Vec<ShardOutput>, ReadTotals), IndexError> {
+    for sub in ["calls", "flows", PAYLOAD_DIR] {
+        let d = dir.join(sub);
+        std::fs::create_dir_all(&d).map_err(IndexError::io(&d))?;
+    }
+    let mut totals = ReadTotals {
+        packets: 0,
+        bytes: 0,
+        first_ts: None,
+        last_ts: None,
+        capture_error: None,
+    };
+    let mut count = |pkt: &RawPacket<'_>, offset: u64| {
+        totals.packets += 1;
+        totals.bytes += pkt.data.len() as u64;
+        totals.first_ts.get_or_insert(pkt.ts_ns);
+        totals.last_ts = Some(pkt.ts_ns);
+        if totals.packets.is_multiple_of(PROGRESS_EVERY) {
+            progress(Progress {
+                packets: totals.packets,
+                bytes_read: offset,
+                total_bytes: 0,
+            });
+        }
+    };
+    let outputs = if shards == 1 {
+        let mut worker = Worker::new(dir, 0, 1, opts)?;
+        let capture_error = loop {
+            let offset = reader.offset();
+            match reader.next_packet() {
+                Ok(Some(pkt)) => {
+                    count(&pkt, offset);
+                    worker.packet(&pkt)?;
+                }
+                Ok(None) => break None,
+                Err(e) => break Some(e.to_string()),
+            }
+        };
+        totals.capture_error = capture_error;
+        vec![worker.finish()?]
+    } else {
+        let (outputs, capture_error) = run_sharded(reader, dir, shards, opts, &mut count)?;
+        totals.capture_error = capture_error;
+        outputs
+    };
+    progress(Progress {
+        packets: totals.packets,
+        bytes_read: reader.offset(),
+        total_bytes: 0,
+    });
+    Ok((outputs, totals))
+}
+
+/// The reader loop with one worker thread per shard.
+fn run_sharded(
+    reader: &mut CaptureReader<File>,
+    dir: &Path,
+    shards: usize,
+    opts: &IndexOptions,
+    count: &mut dyn FnMut(&RawPacket<'_>, u64),
+) -> Result<(Vec<ShardOutput>, Option<String>), IndexError> {
+    let hasher = foldhash::fast::FixedState::with_seed(SHARD_SEED);
+    let workers = (0..shards)
+        .map(|s| Worker::new(dir, s, shards, opts))
+        .collect::<Result<Vec<_>, _>>()?;
+    std::thread::scope(|scope| {
+        let (spent_tx, spent_rx) = mpsc::channel::<PacketBatch>();
+        let mut senders = Vec::with_capacity(shards);
+        let mut handles = Vec::with_capacity(shards);
+        for (shard, mut worker) in workers.into_iter().enumerate() {
+            let (tx, rx) = mpsc::sync_channel::<PacketBatch>(CHANNEL_BATCHES);
+            senders.push(tx);
+            let spent = spent_tx.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("trawl-index-{shard}"))
+                .spawn_scoped(scope, move || -> Result<ShardOutput, IndexError> {
+                    for mut batch in rx {
+                        for pkt in batch.iter() {
+                            worker.packet(&pkt)?;
+                        }
+                        batch.clear();
+                        // The reader may be gone (it stopped on an error).
+                        let _ = spent.send(batch);
+                    }
+                    worker.finish()
+                })
+                .map_err(|e| IndexError::Worker(format!("cannot start a thread: {e}")))?;
+            handles.push(handle);
+        }
+        drop(spent_tx);
+        let mut pending: Vec<PacketBatch> = (0..shards).map(|_| PacketBatch::default()).collect();
+        let mut send_failed = false;
+        let capture_error = 'read: loop {
+            let offset = reader.offset();
+            match reader.next_packet() {
+                Ok(Some(pkt)) => {
+                    count(&pkt, offset);
+                    let shard = shard_of(&pkt, &hasher, shards);
+                    let Some(batch) = pending.get_mut(shard) else {
+                        continue;
+                    };
+                    batch.push(&pkt);
+                    if batch.packets.len() >= BATCH_PACKETS {
+                        let fresh = spent_rx.try_recv().unwrap_or_default();
+                        let full = std::mem::replace(batch, fresh);
+                        let sent = senders.get(shard).map(|tx| tx.send(full));
+                        if !matches!(sent, Some(Ok(()))) {
+                            // The worker quit on an error; join() reports it.
+                            send_failed = true;
+                            break 'read None;
+                        }
+                    }
+                }
+                Ok(None) => break None,
+                Err(e) => break Some(e.to_string()),
+            }
+        };
+        if !send_failed {
+            for (batch, tx) in pending.into_iter().zip(&senders) {
+                if !batch.packets.is_empty() && tx.send(batch).is_err() {
+                    break;
+                }
+            }
+        }
+        drop(senders);
+        let mut outputs = Vec::with_capacity(shards);
+        let mut first_error = None;
+        for h in handles {
+            match h.join() {
+                Ok(Ok(o)) => outputs.push(o),
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(panic) => {
+                    let msg = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "panic".to_owned());
+                    first_error.get_or_insert(IndexError::Worker(msg));
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok((outputs, capture_error)),
+        }
+    })
+}
+
+fn manifest_of(
+    source: &Path,
+    source_bytes: u64,
+    shards: usize,
+    opts: &IndexOptions,
+    outputs: &[ShardOutput],
+    read: ReadTotals,
+) -> Manifest {
+    let first_ts = read.first_ts.unwrap_or(0);
+    let last_ts = read.last_ts.unwrap_or(0);
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    Manifest {
+        schema_version: SCHEMA_VERSION,
+        source: source.display().to_string(),
+        source_bytes,
+        node: opts.node.clone(),
+        packets: read.packets,
+        bytes: read.bytes,
+        calls: outputs.iter().map(|o| o.calls).sum(),
+        flows: outputs.iter().map(|o| o.flows).sum(),
+        first_ts,
+        last_ts,
+        first_time: rfc3339_nanos(first_ts),
+        last_time: rfc3339_nanos(last_ts),
+        created: rfc3339_nanos(created),
+        shards: u32::try_from(shards).unwrap_or(u32::MAX),
+        max_body_bytes: opts.max_body_bytes as u64,
+        capture_error: read.capture_error,
+        calls_parts: outputs
+            .iter()
+            .flat_map(|o| o.calls_parts.iter().cloned())
+            .collect(),
+        flows_parts: outputs
+            .iter()
+            .flat_map(|o| o.flows_parts.iter().cloned())
+            .collect(),
+        payload_parts: outputs
+            .iter()
+            .filter_map(|o| o.payload_part.clone())
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eth_ipv4(src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+        let mut f = vec![0u8; 14];
+        f[12] = 0x08;
+        let mut ip = vec![0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0];
+        ip.extend_from_slice(&src);
+        ip.extend_from_slice(&dst);
+        f.extend_from_slice(&ip);
+        f
+    }
+
+    #[test]
+    fn both_directions_land_on_one_shard() {
+        let hasher = foldhash::fast::FixedState::with_seed(SHARD_SEED);
+        let mut used = std::collections::BTreeSet::new();
+        for i in 0..64u8 {
+            let a = eth_ipv4([10, 1, 0, i], [10, 2, 0, 1]);
+            let b = eth_ipv4([10, 2, 0, 1], [10, 1, 0, i]);
+            let pkt = |data: &[u8]| -> usize {
+                let p = RawPacket {
+                    ts_ns: 0,
+                    link: LinkType::Ethernet,
+                    interface: 0,
+                    data,
+                    orig_len: data.len() as u32,
+                };
+                shard_of(&p, &hasher, 2)
+            };
+            assert_eq!(pkt(&a), pkt(&b));
+            used.insert(pkt(&a));
+        }
+        assert_eq!(used.len(), 2, "64 host pairs use both shards");
+    }
+}

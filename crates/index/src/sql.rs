@@ -1,0 +1,68 @@
+//! SQL over an index with DataFusion: the tables `calls` and `flows` are
+//! listing tables over the index's Parquet part files, with the schemas of
+//! [`crate::schema`] (given, not inferred, so an index with no calls still
+//! has a `calls` table to ask).
+//!
+//! Statements are read-only: DDL (`CREATE EXTERNAL TABLE`), DML (`COPY`,
+//! `INSERT`) and `SET` are refused, because the SQL may come from an agent
+//! and must not read or write files outside the index. Called by
+//! `trawl sql`; KFL queries will build on [`session`].
+
+use std::path::Path;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::execution::context::SQLOptions;
+use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
+
+use crate::IndexError;
+use crate::manifest::open_index;
+use crate::schema::{calls_schema, flows_schema};
+
+/// A query's answer: its schema (also when there are no rows) and batches.
+#[derive(Debug)]
+pub struct QueryResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl QueryResult {
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// A DataFusion session with `calls` and `flows` registered over the
+/// index in `dir` (checked by its manifest first).
+pub async fn session(dir: &Path) -> Result<SessionContext, IndexError> {
+    open_index(dir)?;
+    let config = SessionConfig::new().with_information_schema(true);
+    let ctx = SessionContext::new_with_config(config);
+    for (table, schema) in [("calls", calls_schema()), ("flows", flows_schema())] {
+        let path = dir.join(table);
+        let url = format!("{}/", path.display());
+        ctx.register_parquet(table, &url, ParquetReadOptions::default().schema(&schema))
+            .await?;
+    }
+    Ok(ctx)
+}
+
+/// Runs one read-only SQL statement over the index in `dir`, blocking the
+/// calling thread (DataFusion runs on a runtime of its own here).
+pub fn run_sql(dir: &Path, sql: &str) -> Result<QueryResult, IndexError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("trawl-sql")
+        .build()
+        .map_err(IndexError::io(dir))?;
+    runtime.block_on(async {
+        let ctx = session(dir).await?;
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let df = ctx.sql_with_options(sql, options).await?;
+        let schema: SchemaRef = df.schema().inner().clone();
+        let batches = df.collect().await?;
+        Ok(QueryResult { schema, batches })
+    })
+}
