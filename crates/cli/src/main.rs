@@ -7,6 +7,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod dissect;
+mod fields;
+mod index;
+mod snapshot;
+mod sql;
 mod timefmt;
 
 /// Eyes on the network traffic of Kubernetes clusters and Linux hosts.
@@ -22,12 +26,35 @@ struct Cli {
 enum Command {
     /// Dissect a capture file (pcap or pcapng) into API calls.
     Dissect(dissect::Args),
+    /// Index a capture file into Parquet tables (calls, flows) and a payload store.
+    Index(index::Args),
+    /// Print the field catalogue: every field of calls and flows.
+    Fields(fields::Args),
+    /// Run a read-only SQL query over an index's tables `calls` and `flows`.
+    Sql(sql::Args),
+    /// Turn a capture file into a snapshot (prints its id).
+    Import(snapshot::ImportArgs),
+    /// Create, list, show and delete snapshots of the raw store.
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCommand),
+    /// Export a snapshot's packets.
+    #[command(subcommand)]
+    Export(snapshot::ExportCommand),
+    /// Per node: the time span, packets and bytes the raw store holds.
+    Boundaries(snapshot::BoundariesArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Dissect(args) => dissect::run(&args),
+        Command::Index(args) => index::run(&args),
+        Command::Fields(args) => fields::run(&args),
+        Command::Sql(args) => sql::run(&args),
+        Command::Import(args) => snapshot::import(&args).map(|()| ExitCode::SUCCESS),
+        Command::Snapshot(cmd) => snapshot::snapshot(&cmd).map(|()| ExitCode::SUCCESS),
+        Command::Export(cmd) => snapshot::export_cmd(&cmd).map(|()| ExitCode::SUCCESS),
+        Command::Boundaries(args) => snapshot::boundaries(&args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
