@@ -13,6 +13,7 @@ need_apt=()
 command -v cc >/dev/null || need_apt+=(build-essential)
 command -v tshark >/dev/null || need_apt+=(tshark)
 command -v tcpdump >/dev/null || need_apt+=(tcpdump)
+command -v ip >/dev/null || need_apt+=(iproute2)
 [ -x /usr/bin/time ] || need_apt+=(time)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "Installing ${need_apt[*]} with apt-get."
@@ -21,6 +22,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+# moto's S3-compatible server, for the snapshot upload tests.
+command -v moto_server >/dev/null || python3 -m pip install -q 'moto[server]' || \
+  echo "Could not install moto (pip); the S3 upload tests will be skipped."
 if ! command -v cargo >/dev/null; then
   echo "cargo is missing: install Rust 1.95 or later (https://rustup.rs), then run this again." >&2
   exit 1
