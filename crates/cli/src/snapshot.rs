@@ -11,10 +11,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
+use trawl_capture::compile_filter;
+use trawl_capture::filter::bpf::{self, Ancillary};
+use trawl_packet::capfile::MAX_CAPLEN;
+use trawl_packet::{LinkType, RawPacket};
 use trawl_rawstore::{
-    ExportFormat, ExportOptions, ImportRequest, SnapshotManifest, SnapshotRequest, create_snapshot,
-    delete_snapshot, export, get_snapshot, import_pcap, list_nodes, list_snapshots, parse_time,
-    parse_window, read_node_dir,
+    ExportFormat, ExportOptions, ImportRequest, PacketFilter, SnapshotManifest, SnapshotRequest,
+    create_snapshot, delete_snapshot, export, get_snapshot, import_pcap, list_nodes,
+    list_snapshots, parse_time, parse_window, read_node_dir,
 };
 
 use crate::timefmt::rfc3339_micros;
@@ -235,6 +239,10 @@ pub enum ExportCommand {
         /// Only these nodes (comma-separated).
         #[arg(long, value_delimiter = ',')]
         nodes: Vec<String>,
+        /// Keep only packets matching this tcpdump-syntax filter
+        /// (e.g. 'tcp port 80 and host 10.0.0.1').
+        #[arg(long)]
+        filter: Option<String>,
         /// Write pcapng (one interface per node and link type).
         #[arg(long)]
         pcapng: bool,
@@ -252,16 +260,21 @@ pub fn export_cmd(cmd: &ExportCommand) -> anyhow::Result<()> {
         from,
         to,
         nodes,
+        filter,
         pcapng,
         output,
         data,
     } = cmd;
     let snap = get_snapshot(&data.dir(), id)?;
+    let filter = filter
+        .as_deref()
+        .map(|expr| packet_filter(expr, &snap.manifest))
+        .transpose()?;
     let opts = ExportOptions {
         from: from.as_deref().map(parse_time).transpose()?,
         to: to.as_deref().map(parse_time).transpose()?,
         nodes: (!nodes.is_empty()).then(|| nodes.clone()),
-        filter: None,
+        filter,
         format: if *pcapng {
             ExportFormat::PcapNg
         } else {
@@ -284,6 +297,31 @@ pub fn export_cmd(cmd: &ExportCommand) -> anyhow::Result<()> {
         stats.packets, stats.files
     );
     Ok(())
+}
+
+/// Compile `expr` once for each link type in the snapshot and run the
+/// classic BPF program on every packet, as the kernel would at capture.
+fn packet_filter(expr: &str, m: &SnapshotManifest) -> anyhow::Result<PacketFilter> {
+    let mut links: Vec<u32> = m
+        .nodes
+        .iter()
+        .flat_map(|n| n.files.iter().map(|f| f.link))
+        .collect();
+    links.sort_unstable();
+    links.dedup();
+    let mut programs = Vec::new();
+    for l in links {
+        let link = LinkType::from_linktype(l);
+        let prog =
+            compile_filter(expr, link, MAX_CAPLEN).with_context(|| format!("filter {expr:?}"))?;
+        programs.push((link, prog));
+    }
+    Ok(Box::new(move |p: &RawPacket<'_>| {
+        programs
+            .iter()
+            .find(|(l, _)| *l == p.link)
+            .is_some_and(|(_, prog)| bpf::run(prog, p.data, p.orig_len, Ancillary::default()) != 0)
+    }))
 }
 
 #[derive(Debug, clap::Args)]
