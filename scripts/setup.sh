@@ -3,7 +3,8 @@
 # and its tests need, build trawl in release mode, install the binary, and
 # start it on a sample capture so you see what it does.
 #
-#   bash scripts/setup.sh
+#   bash scripts/setup.sh          # set up, then show trawl on a sample capture
+#   bash scripts/setup.sh --tap    # set up, then start `trawl tap` (live capture)
 #
 # Idempotent: run it again after pulling.
 set -euo pipefail
@@ -48,3 +49,12 @@ echo "…"
 "$bindir/trawl" dissect "$sample" --format none --stats
 echo
 echo "Next: trawl dissect YOUR.pcap --format jsonl --stats"
+
+if [ "${1:-}" = "--tap" ]; then
+  data=${TRAWL_DATA:-$HOME/.local/share/trawl}
+  echo
+  echo "Starting trawl tap (all interfaces) into $data; Ctrl-C stops it."
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  exec $SUDO "$bindir/trawl" tap --data "$data"
+fi

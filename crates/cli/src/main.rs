@@ -11,6 +11,7 @@ mod fields;
 mod index;
 mod snapshot;
 mod sql;
+mod tap;
 mod timefmt;
 
 /// Eyes on the network traffic of Kubernetes clusters and Linux hosts.
@@ -42,6 +43,8 @@ enum Command {
     Export(snapshot::ExportCommand),
     /// Per node: the time span, packets and bytes the raw store holds.
     Boundaries(snapshot::BoundariesArgs),
+    /// Capture live traffic into the rolling raw store of this node.
+    Tap(tap::Args),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Command::Snapshot(cmd) => snapshot::snapshot(&cmd).map(|()| ExitCode::SUCCESS),
         Command::Export(cmd) => snapshot::export_cmd(&cmd).map(|()| ExitCode::SUCCESS),
         Command::Boundaries(args) => snapshot::boundaries(&args).map(|()| ExitCode::SUCCESS),
+        Command::Tap(args) => tap::run(&args),
     };
     match result {
         Ok(code) => code,
