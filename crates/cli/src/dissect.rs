@@ -15,7 +15,7 @@ use trawl_dissect::{Pipeline, PipelineConfig, PipelineStats};
 use trawl_model::{Call, Protocol};
 use trawl_packet::CaptureReader;
 
-use crate::timefmt::rfc3339_micros;
+use trawl_model::time::rfc3339_micros;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {

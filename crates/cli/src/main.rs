@@ -9,10 +9,10 @@ use clap::{Parser, Subcommand};
 mod dissect;
 mod fields;
 mod index;
+mod query;
 mod snapshot;
 mod sql;
 mod tap;
-mod timefmt;
 
 /// Eyes on the network traffic of Kubernetes clusters and Linux hosts.
 #[derive(Debug, Parser)]
@@ -33,6 +33,8 @@ enum Command {
     Fields(fields::Args),
     /// Run a read-only SQL query over an index's tables `calls` and `flows`.
     Sql(sql::Args),
+    /// List the calls of an index that match a KFL filter, a page at a time.
+    Query(query::Args),
     /// Turn a capture file into a snapshot (prints its id).
     Import(snapshot::ImportArgs),
     /// Create, list, show and delete snapshots of the raw store.
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::Index(args) => index::run(&args),
         Command::Fields(args) => fields::run(&args),
         Command::Sql(args) => sql::run(&args),
+        Command::Query(args) => query::run(&args),
         Command::Import(args) => snapshot::import(&args).map(|()| ExitCode::SUCCESS),
         Command::Snapshot(cmd) => snapshot::snapshot(&cmd).map(|()| ExitCode::SUCCESS),
         Command::Export(cmd) => snapshot::export_cmd(&cmd).map(|()| ExitCode::SUCCESS),

@@ -21,7 +21,7 @@ use trawl_rawstore::{
     list_snapshots, parse_time, parse_window, read_node_dir,
 };
 
-use crate::timefmt::rfc3339_micros;
+use trawl_model::time::rfc3339_micros;
 
 /// Where trawl keeps raw captures and snapshots when `--data` is not given:
 /// `$TRAWL_DATA`, else `$XDG_DATA_HOME/trawl`, else `~/.local/share/trawl`.

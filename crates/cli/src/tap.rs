@@ -23,7 +23,7 @@ use trawl_capture::{Capture, CaptureConfig, exclude_api_traffic};
 use trawl_rawstore::{Boundaries, RawStore, StoreConfig, parse_duration};
 
 use crate::snapshot::default_data_dir;
-use crate::timefmt::rfc3339_micros;
+use trawl_model::time::rfc3339_micros;
 
 /// trawl's default API port. The hub's HTTP API will listen there (on
 /// 127.0.0.1); its traffic is excluded from capture so that trawl does not

@@ -17,6 +17,7 @@
 //! the CLI (`trawl index`, `trawl sql`) and, later, the hub and KFL queries.
 
 pub mod indexer;
+pub mod kfl;
 pub mod manifest;
 pub mod payload;
 pub mod schema;

@@ -176,53 +176,11 @@ pub(crate) fn remove_stale_tmp_dirs(out: &Path) -> Result<(), IndexError> {
     Ok(())
 }
 
-/// Nanoseconds since the Unix epoch as RFC 3339 UTC with nanoseconds.
-pub(crate) fn rfc3339_nanos(ns: i64) -> String {
-    let secs = ns.div_euclid(1_000_000_000);
-    let nanos = ns.rem_euclid(1_000_000_000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
+pub(crate) use trawl_model::time::rfc3339_nanos;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_of_known_instants() {
-        assert_eq!(rfc3339_nanos(0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(
-            rfc3339_nanos(1_717_243_200_000_000_123),
-            "2024-06-01T12:00:00.000000123Z"
-        );
-        assert_eq!(
-            rfc3339_nanos(951_782_400 * 1_000_000_000),
-            "2000-02-29T00:00:00.000000000Z"
-        );
-        assert_eq!(rfc3339_nanos(-1), "1969-12-31T23:59:59.999999999Z");
-    }
 
     #[test]
     fn a_directory_without_manifest_is_not_an_index() {

@@ -8,6 +8,7 @@
 
 pub mod catalogue;
 pub mod flow;
+pub mod time;
 
 pub use flow::FlowRecord;
 
