@@ -259,3 +259,70 @@ fn filtered_export_keeps_what_tcpdump_keeps() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+#[test]
+fn index_then_query_with_kfl() {
+    let (path, summary) = generated("query.pcap", 4_000, 13);
+    let idx = tmp("query-index");
+    let idx = idx.to_str().unwrap();
+    let out = trawl(&["index", path.to_str().unwrap(), "--out", idx]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let ok = summary.by_status.get(&200).copied().unwrap_or(0);
+    assert!(ok > 0);
+    let out = trawl(&[
+        "query",
+        idx,
+        "http && status_code == 200",
+        "--limit",
+        "100000",
+        "--format",
+        "jsonl",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len() as u64, ok);
+    assert!(
+        rows.iter()
+            .all(|r| r["status_code"] == 200 && r["protocol"] == "http")
+    );
+
+    // KFL1 spelling, and SQL over the same index agree.
+    let alias = trawl(&[
+        "query",
+        idx,
+        "response.status == 200 && http",
+        "--limit",
+        "1",
+    ]);
+    assert!(String::from_utf8_lossy(&alias.stderr).contains(&format!("of {ok} matching")));
+    let sql = trawl(&[
+        "sql",
+        idx,
+        "SELECT count(*) AS n FROM calls WHERE protocol = 'dns'",
+        "--format",
+        "jsonl",
+    ]);
+    let n: serde_json::Value = serde_json::from_slice(&sql.stdout).unwrap();
+    assert_eq!(n["n"].as_u64(), Some(summary.dns_calls));
+
+    let bad = trawl(&["query", idx, "response.statuss == 200"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("at 1:1") && err.contains("did you mean \"response.status\""),
+        "{err}"
+    );
+}
