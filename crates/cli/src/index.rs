@@ -1,6 +1,8 @@
 //! `trawl index FILE --out DIR`: index a capture file into Parquet tables
 //! (`calls`, `flows`) and a payload store, with a progress bar when
-//! standard error is a terminal and a one-line summary when done. The work
+//! standard error is a terminal and a one-line summary when done.
+//! `--workloads FILE` names endpoints by pods and services; names from the
+//! capture's DNS answers are learned in a pre-scan unless `--no-dns`. The work
 //! is `trawl_index::index_capture`; this verb only wires options and output.
 
 use std::io::IsTerminal as _;
@@ -33,15 +35,30 @@ pub struct Args {
     /// Replace an existing index at --out.
     #[arg(long)]
     overwrite: bool,
+    /// Workloads file (YAML or JSON: pods, services, IPs) naming the
+    /// capture's endpoints.
+    #[arg(long, value_name = "FILE")]
+    workloads: Option<PathBuf>,
+    /// Skip the pre-scan that learns names from the capture's DNS answers.
+    #[arg(long)]
+    no_dns: bool,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
+    let workloads = args
+        .workloads
+        .as_deref()
+        .map(trawl_identity::Workloads::load)
+        .transpose()
+        .context("cannot load --workloads")?;
     let opts = IndexOptions {
         node: args.node.clone(),
         threads: args.threads,
         max_body_bytes: args.max_body_bytes,
         overwrite: args.overwrite,
+        workloads,
+        learn_dns: !args.no_dns,
     };
     let bar = std::io::stderr().is_terminal().then(|| {
         let total = std::fs::metadata(&args.file).map_or(0, |m| m.len());
@@ -90,6 +107,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         m.shards,
         summary.dir.display()
     );
+    if let Some(d) = &summary.dns_prescan {
+        println!(
+            "identities: {} workloads; DNS pre-scan: {} of {} packets, {} DNS calls, {} addresses named",
+            summary.workloads, d.dns_packets, d.packets, d.dns_calls, d.addresses
+        );
+    } else if summary.workloads > 0 {
+        println!("identities: {} workloads", summary.workloads);
+    }
     if let Some(e) = &m.capture_error {
         eprintln!("error: {e} (the packets before it were indexed)");
         return Ok(ExitCode::from(1));

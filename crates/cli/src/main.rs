@@ -12,6 +12,7 @@ mod index;
 mod query;
 mod snapshot;
 mod sql;
+mod stats;
 mod tap;
 
 /// Eyes on the network traffic of Kubernetes clusters and Linux hosts.
@@ -35,6 +36,8 @@ enum Command {
     Sql(sql::Args),
     /// List the calls of an index that match a KFL filter, a page at a time.
     Query(query::Args),
+    /// Per group of matching calls: count, status classes, error rate, latency percentiles.
+    Stats(stats::Args),
     /// Turn a capture file into a snapshot (prints its id).
     Import(snapshot::ImportArgs),
     /// Create, list, show and delete snapshots of the raw store.
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         Command::Fields(args) => fields::run(&args),
         Command::Sql(args) => sql::run(&args),
         Command::Query(args) => query::run(&args),
+        Command::Stats(args) => stats::run(&args),
         Command::Import(args) => snapshot::import(&args).map(|()| ExitCode::SUCCESS),
         Command::Snapshot(cmd) => snapshot::snapshot(&cmd).map(|()| ExitCode::SUCCESS),
         Command::Export(cmd) => snapshot::export_cmd(&cmd).map(|()| ExitCode::SUCCESS),

@@ -22,6 +22,13 @@
 //! [`crate::BATCH_ROWS`] rows. With one thread the reader runs the single
 //! pipeline itself, without channels: the single-threaded baseline.
 //!
+//! Identities (`src`/`dst` names, pods, services, DNS names) are applied
+//! before a call is written, in two passes (see `trawl_identity`'s crate
+//! docs for why): [`learn_dns`] first reads the capture once and feeds only
+//! DNS packets (port 53, and IP fragments, which may be DNS) to one
+//! pipeline to learn address → name answers; the workers then share one
+//! [`Resolver`] and call [`Resolver::apply`] on every call.
+//!
 //! Crash safety is in [`crate::manifest`]: the index is built in
 //! `<out>.tmp-<pid>/` and renamed into place after its manifest is written.
 
@@ -30,7 +37,7 @@ use std::fs::File;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -38,6 +45,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use trawl_dissect::{ConnIdSpace, Pipeline, PipelineConfig, PipelineStats};
+use trawl_identity::{DnsLearner, Resolver, Workloads};
 use trawl_model::Call;
 use trawl_packet::{CaptureReader, LinkType, RawPacket, decode};
 
@@ -92,6 +100,11 @@ pub struct IndexOptions {
     pub max_body_bytes: usize,
     /// Replace an existing index at the output path.
     pub overwrite: bool,
+    /// Workloads (pods, services, external names) to name endpoints by.
+    pub workloads: Option<Workloads>,
+    /// Learn names from the capture's DNS answers in a pre-scan (one extra
+    /// read of the file, dissecting only DNS) and name endpoints by them.
+    pub learn_dns: bool,
 }
 
 impl Default for IndexOptions {
@@ -101,6 +114,8 @@ impl Default for IndexOptions {
             threads: 0,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             overwrite: false,
+            workloads: None,
+            learn_dns: true,
         }
     }
 }
@@ -125,6 +140,25 @@ pub struct IndexSummary {
     pub calls_by_protocol: BTreeMap<String, u64>,
     /// Each shard's pipeline counters, by shard.
     pub shard_stats: Vec<PipelineStats>,
+    /// What the DNS pre-scan learned; `None` when it did not run.
+    pub dns_prescan: Option<DnsPrescan>,
+    /// Workloads applied (0 without a workloads file).
+    pub workloads: usize,
+}
+
+/// What [`learn_dns`] read and learned.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DnsPrescan {
+    /// Packets read from the capture.
+    pub packets: u64,
+    /// Of those, packets fed to the DNS pipeline.
+    pub dns_packets: u64,
+    /// DNS calls dissected.
+    pub dns_calls: u64,
+    /// Addresses with at least one learned name.
+    pub addresses: usize,
+    /// Counters of the learner.
+    pub stats: trawl_identity::DnsStats,
 }
 
 /// One captured frame's place in a [`PacketBatch`].
@@ -319,6 +353,8 @@ struct Worker {
     calls_by_protocol: BTreeMap<String, u64>,
     /// First error met inside the pipeline's sink; the worker stops there.
     error: Option<IndexError>,
+    /// Names endpoints before calls are written; shared by all shards.
+    resolver: Option<Arc<Resolver>>,
 }
 
 impl Worker {
@@ -327,6 +363,7 @@ impl Worker {
         shard: usize,
         shards: usize,
         opts: &IndexOptions,
+        resolver: Option<Arc<Resolver>>,
     ) -> Result<Self, IndexError> {
         let mut config = PipelineConfig {
             node: opts.node.clone(),
@@ -354,6 +391,7 @@ impl Worker {
             flows_written: 0,
             calls_by_protocol: BTreeMap::new(),
             error: None,
+            resolver,
         })
     }
 
@@ -364,10 +402,12 @@ impl Worker {
             payloads,
             error,
             calls_by_protocol,
+            resolver,
             ..
         } = self;
+        let resolver = resolver.as_deref();
         pipeline.packet(pkt, &mut |call| {
-            add_call(call, calls, payloads, calls_by_protocol, error);
+            add_call(call, resolver, calls, payloads, calls_by_protocol, error);
         });
         self.after_packets()
     }
@@ -418,10 +458,12 @@ impl Worker {
                 payloads,
                 error,
                 calls_by_protocol,
+                resolver,
                 ..
             } = &mut self;
+            let resolver = resolver.as_deref();
             pipeline.finish(&mut |call| {
-                add_call(call, calls, payloads, calls_by_protocol, error);
+                add_call(call, resolver, calls, payloads, calls_by_protocol, error);
             });
         }
         self.after_packets()?;
@@ -447,9 +489,11 @@ impl Worker {
     }
 }
 
-/// The pipeline's sink: store the bodies, then append the call.
+/// The pipeline's sink: name the endpoints, store the bodies, then append
+/// the call.
 fn add_call(
-    call: Call,
+    mut call: Call,
+    resolver: Option<&Resolver>,
     calls: &mut CallBatchBuilder,
     payloads: &mut Option<PayloadWriter>,
     by_protocol: &mut BTreeMap<String, u64>,
@@ -457,6 +501,9 @@ fn add_call(
 ) {
     if error.is_some() {
         return;
+    }
+    if let Some(r) = resolver {
+        r.apply(&mut call);
     }
     let mut store = |body: &Option<trawl_model::Body>| -> Result<_, IndexError> {
         match (payloads.as_mut(), body) {
@@ -505,7 +552,8 @@ pub fn index_capture(
     check_output(out_dir, opts.overwrite)?;
     remove_stale_tmp_dirs(out_dir)?;
     let tmp = tmp_dir_for(out_dir);
-    let result = build(&mut reader, &tmp, shards, opts, &|p| {
+    let (dns_prescan, resolver) = identities(path, opts)?;
+    let result = build(&mut reader, &tmp, shards, opts, resolver, &|p| {
         progress(Progress { total_bytes, ..p })
     })
     .and_then(|(outputs, read)| {
@@ -524,6 +572,8 @@ pub fn index_capture(
             manifest,
             calls_by_protocol,
             shard_stats: outputs.into_iter().map(|o| o.stats).collect(),
+            dns_prescan,
+            workloads: opts.workloads.as_ref().map_or(0, Workloads::len),
         })
     });
     if result.is_err() {
@@ -598,6 +648,7 @@ fn build(
     dir: &Path,
     shards: usize,
     opts: &IndexOptions,
+    resolver: Option<Arc<Resolver>>,
     progress: &dyn Fn(Progress),
 ) -> Result<(Vec<ShardOutput>, ReadTotals), IndexError> {
     for sub in ["calls", "flows", PAYLOAD_DIR] {
@@ -625,7 +676,7 @@ fn build(
         }
     };
     let outputs = if shards == 1 {
-        let mut worker = Worker::new(dir, 0, 1, opts)?;
+        let mut worker = Worker::new(dir, 0, 1, opts, resolver)?;
         let capture_error = loop {
             let offset = reader.offset();
             match reader.next_packet() {
@@ -640,7 +691,8 @@ fn build(
         totals.capture_error = capture_error;
         vec![worker.finish()?]
     } else {
-        let (outputs, capture_error) = run_sharded(reader, dir, shards, opts, &mut count)?;
+        let (outputs, capture_error) =
+            run_sharded(reader, dir, shards, opts, resolver, &mut count)?;
         totals.capture_error = capture_error;
         outputs
     };
@@ -658,11 +710,12 @@ fn run_sharded(
     dir: &Path,
     shards: usize,
     opts: &IndexOptions,
+    resolver: Option<Arc<Resolver>>,
     count: &mut dyn FnMut(&RawPacket<'_>, u64),
 ) -> Result<(Vec<ShardOutput>, Option<String>), IndexError> {
     let hasher = foldhash::fast::FixedState::with_seed(SHARD_SEED);
     let workers = (0..shards)
-        .map(|s| Worker::new(dir, s, shards, opts))
+        .map(|s| Worker::new(dir, s, shards, opts, resolver.clone()))
         .collect::<Result<Vec<_>, _>>()?;
     std::thread::scope(|scope| {
         let (spent_tx, spent_rx) = mpsc::channel::<PacketBatch>();
@@ -747,6 +800,83 @@ fn run_sharded(
             None => Ok((outputs, capture_error)),
         }
     })
+}
+
+/// The resolver for pass 2, after the DNS pre-scan if it is on; `None`
+/// when neither workloads nor DNS learning are asked for.
+fn identities(
+    path: &Path,
+    opts: &IndexOptions,
+) -> Result<(Option<DnsPrescan>, Option<Arc<Resolver>>), IndexError> {
+    if opts.workloads.is_none() && !opts.learn_dns {
+        return Ok((None, None));
+    }
+    let mut resolver = Resolver::new(opts.workloads.clone().unwrap_or_default());
+    let mut prescan = None;
+    if opts.learn_dns {
+        let (learner, scan) = learn_dns(path, &opts.node)?;
+        tracing::info!(
+            dns_packets = scan.dns_packets,
+            dns_calls = scan.dns_calls,
+            addresses = scan.addresses,
+            "DNS pre-scan done"
+        );
+        resolver = resolver.with_dns(learner);
+        prescan = Some(scan);
+    }
+    Ok((prescan, Some(Arc::new(resolver))))
+}
+
+/// Pass 1: reads the capture at `path` once, feeds only packets that may
+/// carry DNS (TCP or UDP port 53, and IP fragments, whose ports are in
+/// the first fragment only) to one pipeline, and learns every DNS call's
+/// answers. DNS is a few percent of typical traffic, so this costs one
+/// read and decode of the file, not a second dissection. A damaged capture
+/// is learned up to the damage (pass 2 reports it).
+pub fn learn_dns(path: &Path, node: &str) -> Result<(DnsLearner, DnsPrescan), IndexError> {
+    let mut reader = CaptureReader::open(path)?;
+    let mut pipeline = Pipeline::new(PipelineConfig {
+        node: node.to_owned(),
+        ..PipelineConfig::default()
+    });
+    let mut learner = DnsLearner::new();
+    let mut scan = DnsPrescan::default();
+    let mut sink = |call: Call| {
+        if call.protocol == Some(trawl_model::Protocol::Dns) {
+            scan.dns_calls += 1;
+            learner.learn(&call);
+        }
+    };
+    while let Ok(Some(pkt)) = reader.next_packet() {
+        scan.packets += 1;
+        if may_be_dns(&pkt) {
+            scan.dns_packets += 1;
+            pipeline.packet(&pkt, &mut sink);
+        }
+    }
+    pipeline.finish(&mut sink);
+    scan.addresses = learner.len();
+    scan.stats = learner.stats();
+    Ok((learner, scan))
+}
+
+/// The DNS port, UDP and TCP.
+const DNS_PORT: u16 = 53;
+
+/// Whether a frame may be DNS: TCP or UDP to or from port 53, or an IP
+/// fragment (defragmentation needs them all; its ports are unknown here).
+fn may_be_dns(pkt: &RawPacket<'_>) -> bool {
+    let Ok(ip) = decode::decode_link(pkt.link, pkt.data) else {
+        return false;
+    };
+    if ip.fragment.is_some() {
+        return true;
+    }
+    match decode::decode_transport(ip.protocol, ip.payload, ip.payload_len) {
+        Ok(decode::Transport::Udp(u)) => u.src_port == DNS_PORT || u.dst_port == DNS_PORT,
+        Ok(decode::Transport::Tcp(t)) => t.src_port == DNS_PORT || t.dst_port == DNS_PORT,
+        _ => false,
+    }
 }
 
 fn manifest_of(

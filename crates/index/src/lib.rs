@@ -22,6 +22,7 @@ pub mod manifest;
 pub mod payload;
 pub mod schema;
 pub mod sql;
+pub mod stats;
 
 use std::path::PathBuf;
 

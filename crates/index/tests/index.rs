@@ -683,3 +683,206 @@ fn kfl_queries_match_the_interpreter() {
     all_sorted.sort();
     assert_eq!(sorted, all_sorted);
 }
+
+/// Identities applied at index time: the lab's workloads file names every
+/// HTTP client pod and server service, and names learned from the
+/// capture's DNS answers land in `dst_dns` (also without a workloads
+/// file).
+#[test]
+fn identities_from_workloads_and_dns() {
+    let scratch = Scratch::new("identities");
+    let (pcap, _) = generate(&scratch.0, 20_000, 7);
+    let yaml =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../identity/examples/lab-workloads.yaml");
+    let workloads = trawl_identity::Workloads::load(&yaml).unwrap();
+    let services: std::collections::BTreeSet<String> = workloads
+        .entries()
+        .iter()
+        .filter(|w| w.kind == trawl_identity::WorkloadKind::Service)
+        .map(|w| w.name.clone())
+        .collect();
+    let named = scratch.0.join("named");
+    let opts = IndexOptions {
+        threads: 2,
+        workloads: Some(workloads),
+        ..IndexOptions::default()
+    };
+    let summary = index_capture(&pcap, &named, &opts, &|_| {}).unwrap();
+    let prescan = summary.dns_prescan.unwrap();
+    assert!(
+        prescan.dns_calls > 0 && prescan.addresses > 0,
+        "{prescan:?}"
+    );
+    assert!(prescan.dns_packets < prescan.packets / 2, "{prescan:?}");
+
+    let http = one_int(&sql(&named, "SELECT count(*) FROM calls WHERE http"));
+    assert!(http > 100, "{http}");
+    let unnamed = one_int(&sql(
+        &named,
+        "SELECT count(*) FROM calls WHERE http AND (dst_service_name = '' OR src_pod_name = '')",
+    ));
+    assert_eq!(
+        unnamed, 0,
+        "every HTTP call has a server service and a client pod"
+    );
+    let by_service = counts(&sql(
+        &named,
+        "SELECT dst_service_name, count(*) FROM calls WHERE http GROUP BY 1",
+    ));
+    assert!(by_service.len() > 1, "{by_service:?}");
+    for s in by_service.keys() {
+        assert!(services.contains(s), "{s} is not a service of the YAML");
+    }
+
+    // Without workloads, DNS learning alone names the servers.
+    let dns_only = scratch.0.join("dns-only");
+    let opts = IndexOptions {
+        threads: 2,
+        ..IndexOptions::default()
+    };
+    index_capture(&pcap, &dns_only, &opts, &|_| {}).unwrap();
+    // HTTP calls to an address a DNS answer named (comfortably) before.
+    let answered = "SELECT count(*) FROM calls c JOIN (\
+        SELECT a, min(CAST(timestamp AS BIGINT)) AS t FROM \
+        (SELECT unnest(dns_answers) AS a, timestamp FROM calls WHERE dns) GROUP BY a) d \
+        ON c.dst_ip = d.a WHERE c.http AND CAST(c.timestamp AS BIGINT) > d.t + 50000000";
+    let checked = one_int(&sql(&dns_only, answered));
+    assert!(
+        checked > 0,
+        "some HTTP calls follow a DNS answer for their server"
+    );
+    let missing = one_int(&sql(&dns_only, &format!("{answered} AND c.dst_dns = ''")));
+    assert_eq!(missing, 0, "of {checked} calls after an answer");
+    let dns_names = counts(&sql(
+        &dns_only,
+        "SELECT dst_dns, count(*) FROM calls WHERE http AND dst_dns <> '' GROUP BY 1",
+    ));
+    for name in dns_names.keys() {
+        let svc = name.strip_suffix(".shop.svc.cluster.local").unwrap_or(name);
+        assert!(services.contains(svc), "{name} names no YAML service");
+    }
+    // Both indexes agree on the DNS names; the workloads add the rest.
+    let named_dns = counts(&sql(
+        &named,
+        "SELECT dst_dns, count(*) FROM calls WHERE http AND dst_dns <> '' GROUP BY 1",
+    ));
+    assert_eq!(named_dns, dns_names);
+    // And with neither, nothing is named.
+    let bare = scratch.0.join("bare");
+    let opts = IndexOptions {
+        threads: 2,
+        learn_dns: false,
+        ..IndexOptions::default()
+    };
+    let summary = index_capture(&pcap, &bare, &opts, &|_| {}).unwrap();
+    assert!(summary.dns_prescan.is_none());
+    let named_any = one_int(&sql(
+        &bare,
+        "SELECT count(*) FROM calls WHERE dst_dns <> '' OR dst_name <> ''",
+    ));
+    assert_eq!(named_any, 0);
+}
+
+#[test]
+fn stats_match_sql_and_merge_exactly() {
+    use trawl_index::stats::{StatsOptions, StatsResult, stats};
+    let scratch = Scratch::new("stats");
+    let (pcap, _) = generate(&scratch.0, 20_000, 5);
+    let out = scratch.0.join("idx");
+    index(&pcap, &out, 2);
+    let by = StatsOptions {
+        by: vec!["request.path".into()],
+        interval_ns: None,
+    };
+    let all = stats(&out, "http", &by).unwrap();
+    assert_eq!(all.by, ["path"]);
+    assert!(all.groups.len() > 1, "{}", all.groups.len());
+    for w in all.groups.windows(2) {
+        assert!(w[0].count >= w[1].count);
+    }
+
+    // Counts per path are those of SQL.
+    let want = counts(&sql(
+        &out,
+        "SELECT path, count(*) FROM calls WHERE protocol = 'http' GROUP BY path",
+    ));
+    let got: BTreeMap<String, i64> = all
+        .groups
+        .iter()
+        .map(|g| (g.key[0].clone(), g.count as i64))
+        .collect();
+    assert_eq!(got, want);
+
+    // p50 and max are within the histogram's 0.1 % of the exact
+    // nearest-rank values.
+    let r = sql(
+        &out,
+        "SELECT path, elapsed_time FROM calls \
+         WHERE protocol = 'http' AND has_request AND has_response",
+    );
+    let mut exact: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for b in &r.batches {
+        let p = b.column(0).as_string::<i32>();
+        let e = b.column(1).as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            exact
+                .entry(p.value(i).to_owned())
+                .or_default()
+                .push(e.value(i));
+        }
+    }
+    let close = |got: u64, want: i64| {
+        let want = want as u64;
+        assert!(got.abs_diff(want) <= want / 1000 + 1, "{got} vs {want}");
+    };
+    let mut checked = 0;
+    for g in &all.groups {
+        let Some(v) = exact.get_mut(&g.key[0]) else {
+            assert_eq!(g.latency_max_us(), None);
+            continue;
+        };
+        v.sort_unstable();
+        let rank = ((0.5 * v.len() as f64).ceil() as usize).max(1);
+        close(g.latency_quantile_us(0.5).unwrap(), v[rank - 1]);
+        close(g.latency_max_us().unwrap(), *v.last().unwrap());
+        assert_eq!(g.latency_us.len(), v.len() as u64);
+        checked += 1;
+    }
+    assert!(checked > 1);
+
+    // Two disjoint filters merge into the stats of their union, exactly.
+    let mut merged = stats(&out, "http && status_code < 400", &by).unwrap();
+    let high = stats(&out, "http && status_code >= 400", &by).unwrap();
+    assert!(!high.groups.is_empty());
+    merged.merge(&high).unwrap();
+    assert_eq!(merged, all);
+    // And through their serialised form, as from another node.
+    let wire: StatsResult = serde_json::from_str(&serde_json::to_string(&high).unwrap()).unwrap();
+    let mut merged2 = stats(&out, "http && status_code < 400", &by).unwrap();
+    merged2.merge(&wire).unwrap();
+    assert_eq!(merged2, all);
+
+    // Time buckets (about five over the capture) sum to the totals.
+    let span = one_int(&sql(
+        &out,
+        "SELECT CAST(max(timestamp) AS BIGINT) - CAST(min(timestamp) AS BIGINT) FROM calls",
+    ));
+    let interval = span / 5 + 1;
+    let bucketed = stats(
+        &out,
+        "http",
+        &StatsOptions {
+            interval_ns: Some(interval),
+            ..by.clone()
+        },
+    )
+    .unwrap();
+    assert!(bucketed.groups.len() > all.groups.len());
+    let mut sums: BTreeMap<String, i64> = BTreeMap::new();
+    for g in &bucketed.groups {
+        let start = g.bucket_start_ns.unwrap();
+        assert_eq!(start % interval, 0);
+        *sums.entry(g.key[0].clone()).or_default() += g.count as i64;
+    }
+    assert_eq!(sums, want);
+}
