@@ -14,6 +14,17 @@ fn trawl(args: &[&str]) -> Output {
         .expect("run trawl")
 }
 
+/// Run trawl and fail the test, with its standard error, unless it succeeds.
+fn trawl_ok(args: &[&str]) -> Output {
+    let out = trawl(args);
+    assert!(
+        out.status.success(),
+        "trawl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("trawl-cli-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -145,11 +156,6 @@ fn import_list_export_round_trip() {
         "--data",
         data,
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     let list = trawl(&["snapshot", "list", "--json", "--data", data]);
     let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
@@ -164,7 +170,7 @@ fn import_list_export_round_trip() {
 
     // Exported packets dissect to the same calls as the original file.
     let exported = tmp("exported.pcap");
-    let out = trawl(&[
+    trawl_ok(&[
         "export",
         "pcap",
         &id,
@@ -173,11 +179,6 @@ fn import_list_export_round_trip() {
         "--data",
         data,
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let (before, _) = jsonl(&path);
     let (after, _) = jsonl(&exported);
     assert_eq!(before, after);
@@ -194,15 +195,10 @@ fn filtered_export_keeps_what_tcpdump_keeps() {
     let (path, summary) = generated("filt.pcap", 3_000, 9);
     let data = tmp("data-filter");
     let data = data.to_str().unwrap();
-    let out = trawl(&["import", path.to_str().unwrap(), "--data", data]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = trawl_ok(&["import", path.to_str().unwrap(), "--data", data]);
     let id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     let filtered = tmp("only-dns.pcap");
-    let out = trawl(&[
+    trawl_ok(&[
         "export",
         "pcap",
         &id,
@@ -213,11 +209,6 @@ fn filtered_export_keeps_what_tcpdump_keeps() {
         "--data",
         data,
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     // Only DNS is left, all of it.
     let (calls, _) = jsonl(&filtered);
     assert_eq!(calls.len() as u64, summary.dns_calls);
@@ -265,16 +256,11 @@ fn index_then_query_with_kfl() {
     let (path, summary) = generated("query.pcap", 4_000, 13);
     let idx = tmp("query-index");
     let idx = idx.to_str().unwrap();
-    let out = trawl(&["index", path.to_str().unwrap(), "--out", idx]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    trawl_ok(&["index", path.to_str().unwrap(), "--out", idx]);
 
     let ok = summary.by_status.get(&200).copied().unwrap_or(0);
     assert!(ok > 0);
-    let out = trawl(&[
+    let out = trawl_ok(&[
         "query",
         idx,
         "http && status_code == 200",
@@ -283,11 +269,6 @@ fn index_then_query_with_kfl() {
         "--format",
         "jsonl",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let rows: Vec<serde_json::Value> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
