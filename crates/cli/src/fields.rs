@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::ValueEnum;
-use trawl_model::catalogue::{CALL_FIELDS, FLOW_FIELDS, FieldDef};
+use trawl_model::catalogue::{FLOW_FIELDS, FieldDef, call_fields};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -37,7 +37,7 @@ pub struct Args {
 fn tables(which: Table) -> Vec<(&'static str, &'static [FieldDef])> {
     let mut out = Vec::new();
     if matches!(which, Table::Calls | Table::All) {
-        out.push(("calls", CALL_FIELDS));
+        out.push(("calls", call_fields()));
     }
     if matches!(which, Table::Flows | Table::All) {
         out.push(("flows", FLOW_FIELDS));

@@ -226,7 +226,7 @@ fn lab_capture_calls_get_names_from_the_sample_workloads_file() {
                 assert_eq!(c.dst.name, "kube-dns");
                 assert_eq!(c.namespaces, ["shop", "kube-system"]);
             }
-            None => panic!("call without protocol"),
+            other => panic!("the lab generates HTTP and DNS only, got {other:?}"),
         }
     }
     eprintln!(

@@ -6,9 +6,13 @@
 //! stamps identity (`id`, `conn_id`, `src`, `dst`, `node`). This crate only
 //! describes records and how they serialise; it parses no traffic.
 
+pub mod attrs;
 pub mod catalogue;
 pub mod flow;
+pub mod protocols;
 pub mod time;
+
+pub use attrs::{AttrValue, Attrs};
 
 pub use flow::FlowRecord;
 
@@ -23,16 +27,59 @@ use serde::ser::{SerializeMap, Serializer};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
+    /// HTTP/1.x and HTTP/2 (`http_version` tells them apart).
     Http,
     Dns,
+    /// gRPC over HTTP/2.
+    Grpc,
+    /// WebSocket frames after an HTTP/1 upgrade.
+    Ws,
+    Redis,
+    Postgresql,
+    Mysql,
+    Kafka,
+    Mongodb,
+    /// AMQP 0-9-1.
+    Amqp,
+    /// A TLS handshake (ClientHello / ServerHello), one record per connection.
+    Tls,
 }
 
 impl Protocol {
+    /// Every protocol, in the order `trawl fields` lists their flags.
+    pub const ALL: &[Protocol] = &[
+        Protocol::Http,
+        Protocol::Dns,
+        Protocol::Grpc,
+        Protocol::Ws,
+        Protocol::Redis,
+        Protocol::Postgresql,
+        Protocol::Mysql,
+        Protocol::Kafka,
+        Protocol::Mongodb,
+        Protocol::Amqp,
+        Protocol::Tls,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Http => "http",
             Protocol::Dns => "dns",
+            Protocol::Grpc => "grpc",
+            Protocol::Ws => "ws",
+            Protocol::Redis => "redis",
+            Protocol::Postgresql => "postgresql",
+            Protocol::Mysql => "mysql",
+            Protocol::Kafka => "kafka",
+            Protocol::Mongodb => "mongodb",
+            Protocol::Amqp => "amqp",
+            Protocol::Tls => "tls",
         }
+    }
+
+    /// The protocol whose flag or `protocol` value is `name`.
+    pub fn from_name(name: &str) -> Option<Protocol> {
+        Protocol::ALL.iter().copied().find(|p| p.as_str() == name)
     }
 }
 
@@ -321,6 +368,12 @@ pub struct Call {
     /// Service names of both endpoints (distinct).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<String>,
+    /// Protocol-specific fields (`redis_command`, `grpc_status`, …), each
+    /// declared in the protocol's catalogue slice
+    /// (`catalogue::PROTOCOL_FIELDS`); serialised at the top level of the
+    /// call, beside the common fields.
+    #[serde(flatten)]
+    pub attrs: Attrs,
 }
 
 impl Call {

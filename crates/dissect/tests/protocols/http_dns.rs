@@ -9,59 +9,11 @@
 //! Uses data from ../shared/pcaps; skips loudly when it is absent.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use trawl_dissect::{Pipeline, PipelineConfig};
 use trawl_model::{Call, Protocol};
-use trawl_packet::CaptureReader;
 
-fn shared_pcaps() -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/pcaps");
-    p.is_dir().then_some(p)
-}
-
-fn dissect(path: &Path) -> Vec<Call> {
-    let mut reader = CaptureReader::open(path).unwrap();
-    let mut pipeline = Pipeline::new(PipelineConfig::default());
-    let mut calls = Vec::new();
-    let mut sink = |c: Call| calls.push(c);
-    while let Some(pkt) = reader.next_packet().unwrap() {
-        pipeline.packet(&pkt, &mut sink);
-    }
-    pipeline.finish(&mut sink);
-    calls
-}
-
-/// One tshark row: its column values by header name.
-struct Row(HashMap<String, String>);
-
-impl Row {
-    fn get(&self, k: &str) -> &str {
-        self.0.get(k).map_or("", String::as_str)
-    }
-}
-
-fn read_truth(path: &Path) -> Vec<Row> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
-    lines
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            Row(header
-                .iter()
-                .zip(l.split('\t'))
-                .map(|(h, v)| ((*h).to_owned(), v.to_owned()))
-                .collect())
-        })
-        .collect()
-}
-
-/// Endpoint key as tshark prints it.
-fn ep(ip: IpAddr, port: u16) -> String {
-    format!("{ip}|{port}")
-}
+use crate::common::{Row, dissect, ep, read_truth, shared_pcaps};
 
 /// DNS type mnemonic → number, for comparing with tshark's `dns.qry.type`.
 fn qtype_number(t: &str) -> String {
@@ -141,7 +93,8 @@ fn call_keys(c: &Call) -> Vec<String> {
                 ));
             }
         }
-        None => {}
+        // Other protocols are compared by their own tests.
+        _ => {}
     }
     keys
 }
@@ -285,4 +238,75 @@ fn http_and_dns_agree_with_tshark() {
         }
     }
     assert!(failures.is_empty(), "below 99% agreement: {failures:#?}");
+}
+
+/// Real HTTP/1.1 over loopback: python's http.server and curl, captured
+/// live by trawl; every request curl made is a call with its status.
+#[test]
+fn live_http_over_loopback() {
+    use std::process::{Command, Stdio};
+    let port = 18_081;
+    let dir = tempfile_dir();
+    std::fs::write(dir.join("hello.txt"), "hello\n").unwrap();
+    let Some(cap) = crate::common::LiveCapture::start("lo", &format!("tcp port {port}")) else {
+        return;
+    };
+    let Ok(mut server) = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+        ])
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        eprintln!("SKIPPED: python3 is not installed");
+        return;
+    };
+    let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
+    let mut ok = false;
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(ok, "http.server did not start");
+    let mut sent = Vec::new();
+    for path in ["/hello.txt", "/missing", "/hello.txt?x=1"] {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &url(path)])
+            .output();
+        let Ok(out) = out else {
+            eprintln!("SKIPPED: curl is not installed");
+            let _ = server.kill();
+            return;
+        };
+        sent.push((
+            path,
+            String::from_utf8_lossy(&out.stdout).parse::<i32>().unwrap(),
+        ));
+    }
+    let calls = cap.stop();
+    let _ = server.kill();
+    let _ = std::fs::remove_dir_all(&dir);
+    let seen: Vec<(String, i32)> = calls
+        .iter()
+        .filter(|c| c.protocol == Some(Protocol::Http))
+        .map(|c| (c.url.clone(), c.status_code))
+        .collect();
+    let want: Vec<(String, i32)> = sent.iter().map(|(p, s)| ((*p).to_owned(), *s)).collect();
+    assert_eq!(seen, want);
+    assert_eq!(want[1].1, 404);
+}
+
+fn tempfile_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("trawl-live-http-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
