@@ -35,7 +35,11 @@
 //! - 101, or 2xx to CONNECT, ends HTTP on the connection (the response
 //!   headers say what it switched to). Client bytes after a request that
 //!   asked to switch are held (up to the head cap) until the answer says
-//!   whether they are HTTP.
+//!   whether they are HTTP. A 101 to `h2c` or `websocket` hands the rest
+//!   of the connection (held bytes, later bytes, gaps and ends) to an
+//!   inner session, [`crate::protocols::http2::after_upgrade`] or
+//!   [`crate::protocols::websocket::after_upgrade`]; other switches and
+//!   tunnels are skipped.
 //! - Each request's body is kept until its response completes, so a
 //!   connection holds at most `max_pending` kept bodies.
 //!
@@ -49,6 +53,7 @@ use trawl_model::{Body, Call, Headers, Message, Protocol};
 
 use super::decode::decode_body;
 use super::parser::{self, Coding, HeadParse, Prefix, RequestHead, ResponseHead};
+use crate::protocols::{http2, websocket};
 use crate::seam::{Emitter, Limits, Session};
 
 /// A buffered partial head is re-parsed on every arrival while it is this
@@ -252,6 +257,37 @@ enum LineRead<'a> {
     TooLong(usize),
 }
 
+/// The session that took the connection over after a 101.
+struct Inner(Box<dyn Session>);
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Inner(..)")
+    }
+}
+
+/// The session a 101 hands the connection to, by the `Upgrade` token the
+/// server answered with; `request` is the request that asked, if seen.
+fn upgraded_session(
+    limits: Limits,
+    response: &Headers,
+    request: Option<&Call>,
+) -> Option<Box<dyn Session>> {
+    let token = response.get("upgrade")?.trim();
+    if token.eq_ignore_ascii_case("h2c") {
+        let blank = Call::default();
+        return Some(http2::after_upgrade(limits, request.unwrap_or(&blank)));
+    }
+    if token.eq_ignore_ascii_case("websocket") {
+        let deflate = response
+            .get("sec-websocket-extensions")
+            .is_some_and(|v| v.contains("permessage-deflate"));
+        let path = request.map_or("", |c| c.url.as_str());
+        return Some(websocket::after_upgrade(limits, path, deflate));
+    }
+    None
+}
+
 /// The HTTP/1.x state of one TCP connection.
 #[derive(Debug)]
 pub struct Http1Session {
@@ -265,6 +301,8 @@ pub struct Http1Session {
     /// The request whose body is being read.
     cur_req: Option<u64>,
     cur_resp: Option<ResponseParts>,
+    /// After a 101 to a protocol we dissect: the session that reads on.
+    inner: Option<Inner>,
 }
 
 impl Http1Session {
@@ -278,6 +316,7 @@ impl Http1Session {
             next_resp_seq: 0,
             cur_req: None,
             cur_resp: None,
+            inner: None,
         }
     }
 
@@ -315,6 +354,7 @@ impl Http1Session {
     /// One move of a direction's state machine; returns input bytes used.
     fn step(&mut self, dir: Direction, ts: Nanos, input: &[u8], out: &mut Emitter) -> usize {
         let max_head = self.max_head();
+        let has_inner = self.inner.is_some();
         let side = self.side_mut(dir);
         match side.state {
             State::Head => self.step_head(dir, ts, input, out),
@@ -331,6 +371,12 @@ impl Http1Session {
                     side.buf.clear();
                     side.state = State::Tunnel;
                     side.skipped = side.skipped.saturating_add(len_u64(input.len()));
+                }
+                input.len()
+            }
+            State::Tunnel if has_inner => {
+                if let Some(inner) = self.inner.as_mut() {
+                    inner.0.data(dir, ts, input, out);
                 }
                 input.len()
             }
@@ -849,17 +895,25 @@ impl Http1Session {
         };
         let switch = parts.switch;
         let target = parts.target;
+        let limits = self.limits;
         let mut wanted_switch = false;
+        let mut inner = None;
         match self
             .exchange_mut(target)
             .filter(|e| e.response == ResponseState::Waiting)
         {
             Some(ex) => {
                 wanted_switch = ex.wants_switch;
+                if switch && parts.status == 101 {
+                    inner = upgraded_session(limits, &parts.message.headers, Some(&ex.call));
+                }
                 apply_response(&mut ex.call, parts, body, size, ts);
                 ex.response = ResponseState::Done;
             }
             None => {
+                if switch && parts.status == 101 {
+                    inner = upgraded_session(limits, &parts.message.headers, None);
+                }
                 let mut call = Call::new(Protocol::Http);
                 apply_response(&mut call, parts, body, size, ts);
                 call.errors.push("no_request".to_owned());
@@ -872,8 +926,20 @@ impl Http1Session {
         }
         self.flush(out);
         if switch {
+            let gapped = matches!(self.client.state, State::AwaitSwitch { gapped: true });
             self.client.state = State::Tunnel;
-            self.client.buf.clear();
+            let held = std::mem::take(&mut self.client.buf);
+            if let Some(mut inner) = inner {
+                // Bytes the client sent before the answer are the new
+                // protocol's first.
+                if gapped {
+                    inner.gap(Direction::ToServer, self.client.buf_ts, 1, out);
+                }
+                if !held.is_empty() {
+                    inner.data(Direction::ToServer, self.client.buf_ts, &held, out);
+                }
+                self.inner = Some(Inner(inner));
+            }
         } else if wanted_switch {
             self.resolve_no_switch(out);
         }
@@ -955,8 +1021,14 @@ impl Http1Session {
         if len == 0 {
             return;
         }
+        let has_inner = self.inner.is_some();
         let side = self.side_mut(dir);
         match &mut side.state {
+            State::Tunnel if has_inner => {
+                if let Some(inner) = self.inner.as_mut() {
+                    inner.0.gap(dir, ts, len, out);
+                }
+            }
             State::Tunnel | State::Closed => {
                 side.skipped = side.skipped.saturating_add(len);
             }
@@ -1032,6 +1104,11 @@ impl Http1Session {
             State::Head if !side.buf.is_empty() => out.anomaly(ts, "incomplete_head"),
             // The answer to the switch request may still come.
             State::AwaitSwitch { .. } => return,
+            State::Tunnel => {
+                if let Some(inner) = self.inner.as_mut() {
+                    inner.0.end(dir, ts, out);
+                }
+            }
             _ => {}
         }
         let side = self.side_mut(dir);
@@ -1047,6 +1124,9 @@ impl Http1Session {
         self.client.state = State::Closed;
         self.cur_req = None;
         self.cur_resp = None;
+        if let Some(inner) = self.inner.as_mut() {
+            inner.0.close(ts, out);
+        }
         for ex in &mut self.pending {
             if !ex.request_done {
                 ex.request_done = true;
@@ -2308,7 +2388,7 @@ Content-Length: 1\r\n
     }
 
     #[test]
-    fn websocket_upgrade_stops_parsing() {
+    fn websocket_upgrade_hands_over() {
         // Shape of the handshake in suricata-verify websocket.pcap.
         let out = assert_incremental(
             r#"
@@ -2335,12 +2415,27 @@ HTTP/1.1 200 OK\r\n
 \r\n
 "#,
         );
-        assert_eq!(out.calls.len(), 1);
         let c = &out.calls[0];
         assert_eq!(c.status_code, 101);
         assert_eq!(c.response.headers.get("upgrade"), Some("websocket"));
         assert!(c.errors.is_empty());
-        assert!(out.anomalies.is_empty());
+        // The rest is the WebSocket session's: both "Hello" frames are
+        // messages, and the HTTP-looking bytes after them are not HTTP.
+        for ws in &out.calls[1..3] {
+            assert_eq!(ws.protocol, Some(Protocol::Ws));
+            assert_eq!(ws.attrs.str("ws_opcode"), "text");
+            assert_eq!(
+                ws.attrs.int("ws_request_payload_length")
+                    + ws.attrs.int("ws_response_payload_length"),
+                5
+            );
+        }
+        assert!(
+            out.calls
+                .iter()
+                .skip(1)
+                .all(|c| c.protocol == Some(Protocol::Ws))
+        );
     }
 
     #[test]
