@@ -41,6 +41,12 @@ pub struct Args {
     limit: usize,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// Statistics of flows instead of calls: per client → server pair
+    /// (`--by pair`, the default) or per server (`--by server`), the
+    /// connections per minute, failed handshakes, RSTs, retransmission
+    /// rate and RTT percentiles; the filter is over flow fields.
+    #[arg(long)]
+    flows: bool,
 }
 
 /// `10s`, `1m`, `250ms` → nanoseconds.
@@ -92,6 +98,10 @@ fn row(g: &GroupStats, bucketed: bool) -> Vec<String> {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
+    if args.flows {
+        let jsonl = args.format == Format::Jsonl;
+        return crate::flows::stats(&args.dir, &args.filter, &args.by, args.limit, jsonl);
+    }
     if args.limit == 0 {
         bail!("--limit 0 prints nothing; ask for at least 1 group");
     }

@@ -307,3 +307,154 @@ fn index_then_query_with_kfl() {
         "{err}"
     );
 }
+
+/// Runs `cmd` (a shell line) and returns whether it succeeded.
+fn sh(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", cmd])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Real TCP in two network namespaces joined by a veth pair, the server's
+/// side shaped by netem (20 ms delay, 3% loss): a 2 MB download, a refused
+/// connection (closed port) and a reset one (the server closes with
+/// SO_LINGER 0), captured by tcpdump on the client's side, indexed, and
+/// read back with `trawl flows` and `trawl stats --flows`.
+#[test]
+fn live_flows_show_rtt_loss_refused_and_reset() {
+    let tools = ["ip", "tc", "tcpdump", "python3", "curl"];
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|t| !sh(&format!("command -v {t} >/dev/null")))
+        .collect();
+    if !missing.is_empty() || !sh("[ \"$(id -u)\" = 0 ]") {
+        eprintln!("SKIPPED: needs root and {tools:?} (missing: {missing:?})");
+        return;
+    }
+    let id = std::process::id() % 100_000;
+    let (ca, sb) = (format!("trc{id}"), format!("trs{id}"));
+    let net = format!("10.{}.{}", 100 + id % 100, id % 250);
+    let (cip, sip) = (format!("{net}.1"), format!("{net}.2"));
+    let setup = [
+        format!("ip netns add {ca}"),
+        format!("ip netns add {sb}"),
+        format!("ip link add v{id}c netns {ca} type veth peer name v{id}s netns {sb}"),
+        format!("ip -n {ca} addr add {cip}/24 dev v{id}c"),
+        format!("ip -n {sb} addr add {sip}/24 dev v{id}s"),
+        format!("ip -n {ca} link set v{id}c up"),
+        format!("ip -n {sb} link set v{id}s up"),
+        format!("ip -n {ca} link set lo up"),
+        format!("ip -n {sb} link set lo up"),
+    ];
+    let cleanup = || {
+        sh(&format!(
+            "ip netns pids {sb} | xargs -r kill; ip netns pids {ca} | xargs -r kill"
+        ));
+        sh(&format!("ip netns del {ca}; ip netns del {sb}"));
+    };
+    if !setup.iter().all(|c| sh(c)) {
+        cleanup();
+        eprintln!("SKIPPED: cannot build the namespaces");
+        return;
+    }
+    let shaped = sh(&format!(
+        "ip netns exec {sb} tc qdisc add dev v{id}s root netem delay 20ms loss 3% 2>/dev/null"
+    ));
+    if !shaped {
+        eprintln!(
+            "SKIPPED (part): netem is not available (kernel module sch_netem); \
+             RTT and loss are not checked, refused and reset connections are"
+        );
+    }
+    let dir = tmp("live-flows");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("big"), vec![b'x'; 2 << 20]).unwrap();
+    let pcap = tmp("live-flows.pcap");
+    let d = dir.to_str().unwrap();
+    let p = pcap.to_str().unwrap();
+    let run = || -> bool {
+        let reset_server = format!(
+            "import socket,struct\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+             s.bind(('{sip}',7000))\ns.listen()\nc,_=s.accept()\n\
+             c.setsockopt(socket.SOL_SOCKET,socket.SO_LINGER,struct.pack('ii',1,0))\nc.close()"
+        );
+        std::fs::write(dir.join("reset.py"), reset_server).unwrap();
+        sh(&format!(
+            "ip netns exec {sb} python3 -m http.server 8000 --bind {sip} --directory {d} >/dev/null 2>&1 &"
+        )) && sh(&format!("ip netns exec {sb} python3 {d}/reset.py >/dev/null 2>&1 &"))
+            && sh(&format!(
+                "ip netns exec {ca} tcpdump -U -i v{id}c -w {p} tcp >/dev/null 2>&1 & sleep 1.5"
+            ))
+            && sh(&format!(
+                "ip netns exec {ca} curl -s -o /dev/null --retry 3 --retry-connrefused --max-time 60 http://{sip}:8000/big"
+            ))
+            // Refused (nothing listens on 9) and reset: curl fails, as meant.
+            && !sh(&format!("ip netns exec {ca} curl -s --max-time 5 http://{sip}:9/"))
+            && !sh(&format!("ip netns exec {ca} curl -s --max-time 5 http://{sip}:7000/"))
+            && sh("sleep 1")
+    };
+    let ok = run();
+    cleanup();
+    assert!(ok, "traffic in the namespaces failed");
+    let idx = tmp("live-flows-index");
+    let idx = idx.to_str().unwrap();
+    trawl_ok(&["index", p, "--out", idx]);
+    let out = trawl_ok(&["flows", idx, "tcp", "--format", "jsonl"]);
+    let flows: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let on = |port: u64| -> Vec<&serde_json::Value> {
+        flows
+            .iter()
+            .filter(|f| f["dst"]["port"].as_u64() == Some(port))
+            .collect()
+    };
+    let n = |f: &serde_json::Value, k: &str| f[k].as_i64().unwrap();
+    let big = on(8000)
+        .into_iter()
+        .find(|f| n(f, "flow_server_bytes") > 1_000_000)
+        .expect("the download's flow");
+    // The server's packets reach the capture 20 ms late: the handshake RTT
+    // is 20 ms, data RTTs reach it, and 3% of its segments go missing.
+    let irtt = n(big, "initial_rtt_us");
+    if shaped {
+        assert!((19_000..40_000).contains(&irtt), "initial RTT {irtt} µs");
+        assert!(n(big, "rtt_max_us") >= 19_000, "{big}");
+        assert!(n(big, "missing_segments") > 0, "{big}");
+        assert!(
+            n(big, "retransmissions") + n(big, "out_of_order") > 0,
+            "{big}"
+        );
+    } else {
+        assert!(irtt > 0 && n(big, "rtt_samples") > 0, "{big}");
+    }
+    assert_eq!(big["handshake"], "complete");
+    assert_eq!(big["src"]["ip"], cip.as_str());
+    let refused = on(9);
+    assert!(!refused.is_empty() && refused.iter().all(|f| f["conn_state"] == "refused"));
+    assert_eq!(refused[0]["closed_by"], "server");
+    let reset = on(7000);
+    assert_eq!(reset.len(), 1);
+    assert_eq!(
+        (&reset[0]["conn_state"], &reset[0]["handshake"]),
+        (&"reset".into(), &"complete".into())
+    );
+
+    let stats = trawl_ok(&[
+        "stats", idx, "", "--flows", "--by", "server", "--format", "jsonl",
+    ]);
+    let groups: Vec<serde_json::Value> = String::from_utf8(stats.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let server = groups.iter().find(|g| g["key"][0] == sip.as_str()).unwrap();
+    assert!(server["refused"].as_u64() >= Some(1));
+    assert!(server["reset_connections"].as_u64() >= Some(1));
+    let floor = if shaped { 19_000 } else { 1 };
+    assert!(server["handshake_rtt_p50_us"].as_u64() >= Some(floor));
+}

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use trawl_flow::{
-    CloseReason, ConnInfo, Direction, EndKind, FlowConfig, FlowHandler, FlowStats, FlowTable,
-    Nanos, RoleSource, TransportKind,
+    CloseReason, ConnInfo, Direction, EndKind, Expert, FlowConfig, FlowHandler, FlowStats,
+    FlowTable, Nanos, RoleSource, TransportKind,
 };
 use trawl_model::{Call, Endpoint, FlowRecord, Protocol};
 use trawl_packet::{DecodeError, Defragmenter, RawPacket, Transport, decode};
@@ -34,7 +34,7 @@ pub struct PipelineConfig {
     /// How the flow table's connection ids become the `conn_id` of calls
     /// and flows; see [`ConnIdSpace`].
     pub conn_ids: ConnIdSpace,
-    /// Keep a [`FlowRecord`] for every connection that closes, to be taken
+    /// Keep a [`FlowRecord`] for every connection that retires, to be taken
     /// with [`Pipeline::drain_flows`]. Off by default: `trawl dissect`
     /// prints calls only, and unread records would pile up.
     pub flow_records: bool,
@@ -133,6 +133,7 @@ impl Pipeline {
                 conn_ids: config.conn_ids,
                 flow_records: config.flow_records,
                 flows: Vec::new(),
+                closed: foldhash::HashMap::default(),
             },
             stats: PipelineStats::default(),
         }
@@ -201,8 +202,10 @@ impl Pipeline {
         self.dissector.flush(sink);
     }
 
-    /// Take the flow records of connections closed so far (empty unless
-    /// [`PipelineConfig::flow_records`] is set). Call it after
+    /// Take the flow records of connections retired so far (a finished TCP
+    /// connection retires after the flow table's linger, its late packets
+    /// counted; the others when they close; all by [`Pipeline::finish`];
+    /// empty unless [`PipelineConfig::flow_records`] is set). Call it after
     /// [`Pipeline::packet`] or [`Pipeline::finish`] to keep memory flat.
     pub fn drain_flows(&mut self) -> std::vec::Drain<'_, FlowRecord> {
         self.dissector.flows.drain(..)
@@ -268,8 +271,12 @@ struct Dissector {
     undetected: u64,
     conn_ids: ConnIdSpace,
     flow_records: bool,
-    /// Closed connections waiting for [`Pipeline::drain_flows`].
+    /// Retired connections waiting for [`Pipeline::drain_flows`].
     flows: Vec<FlowRecord>,
+    /// Records of closed connections, by the table's id, until they retire
+    /// (a finished TCP connection lingers to count its late packets), and
+    /// whether their roles were swapped.
+    closed: foldhash::HashMap<u64, (FlowRecord, bool)>,
 }
 
 fn endpoint(a: SocketAddr) -> Endpoint {
@@ -508,14 +515,17 @@ impl FlowHandler for Dissector {
         }
         self.collect(&mut state, conn);
         if self.flow_records {
-            self.flows.push(flow_record(
-                &self.node,
-                self.conn_ids,
-                &state,
-                conn,
-                ts,
-                reason,
-            ));
+            let record = flow_record(&self.node, self.conn_ids, &state, conn, ts, reason);
+            self.closed.insert(conn.id, (record, state.swapped));
+        }
+    }
+
+    fn retire(&mut self, conn: &ConnInfo, expert: &Expert) {
+        if let Some((mut record, swapped)) = self.closed.remove(&conn.id) {
+            let tcp = conn.transport == TransportKind::Tcp;
+            record.metrics = expert.metrics(usize::from(swapped), tcp);
+            record.last_ts = record.last_ts.max(expert.span().1);
+            self.flows.push(record);
         }
     }
 }
@@ -565,6 +575,7 @@ fn flow_record(
             CloseReason::Evicted => "evicted",
             CloseReason::EndOfInput => "end_of_input",
         },
+        metrics: trawl_model::flow::FlowMetrics::default(),
     }
 }
 
@@ -739,5 +750,10 @@ mod tests {
         assert_eq!((f.first_ts, f.last_ts), (5_000, 5_001));
         assert_eq!((f.protocol, f.calls), (Some(Protocol::Http), 1));
         assert_eq!(f.close_reason, "end_of_input");
+        // The metrics follow the corrected roles too.
+        let m = &f.metrics;
+        assert_eq!((m.client_packets, m.client_bytes), (1, 19));
+        assert_eq!((m.server_packets, m.server_bytes), (1, 27));
+        assert_eq!((m.handshake, m.time_to_first_byte_us), ("none", 0));
     }
 }

@@ -4,8 +4,10 @@
 //!
 //! The table drives a [`FlowHandler`] (in practice the dissector pipeline
 //! in `trawl-dissect`) with per-connection state of the handler's choosing,
-//! so a connection costs one hash lookup per packet. Time is the packets'
-//! own: nothing here reads a clock.
+//! so a connection costs one hash lookup per packet. Every segment also
+//! feeds the connection's [`Expert`] (L4 counters and tshark-style TCP
+//! analysis), handed over when the connection retires. Time is the
+//! packets' own: nothing here reads a clock.
 
 #![deny(
     clippy::unwrap_used,
@@ -16,9 +18,11 @@
 
 use std::net::SocketAddr;
 
+pub mod expert;
 pub mod reassembly;
 pub mod table;
 
+pub use expert::Expert;
 pub use table::{FlowConfig, FlowStats, FlowTable};
 
 /// Nanoseconds since the Unix epoch, from packet timestamps.
@@ -135,4 +139,13 @@ pub trait FlowHandler {
 
     /// The connection is gone; no more calls for it.
     fn close(&mut self, state: Self::State, conn: &ConnInfo, ts: Nanos, reason: CloseReason);
+
+    /// The connection's entry left the table: after `close`, and after
+    /// the late packets a finished TCP connection absorbs while it
+    /// lingers (the last ACK, a retransmitted FIN, more RSTs), so the
+    /// counters and TCP analysis in `expert` are final. Exactly once per
+    /// connection, after its `close`.
+    fn retire(&mut self, conn: &ConnInfo, expert: &Expert) {
+        let _ = (conn, expert);
+    }
 }

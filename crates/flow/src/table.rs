@@ -23,6 +23,7 @@ use std::net::{IpAddr, SocketAddr};
 use foldhash::fast::RandomState;
 use trawl_packet::{TcpSegment, UdpDatagram};
 
+use crate::expert::Expert;
 use crate::reassembly::{Ctx, Progress, Reassembler, StreamSink};
 use crate::{
     CloseReason, ConnInfo, Direction, EndKind, FlowHandler, Nanos, RoleSource, TransportKind,
@@ -50,9 +51,10 @@ pub const DEFAULT_UDP_IDLE_TIMEOUT: Nanos = 60 * SECOND;
 pub const DEFAULT_CLOSED_LINGER: Nanos = 10 * SECOND;
 
 /// Most connections (live or lingering) held at once. Each costs about
-/// 0.5 KiB of table state plus the handler's state, so the cap holds
-/// table memory near 0.5 GiB; a busy node sees well under this many
-/// connections within one idle timeout.
+/// 1 KiB of table state (half of it the TCP analysis' ring of segments
+/// in flight, `expert::UNACKED_SLOTS`) plus the handler's state, so the
+/// cap holds table memory near 1 GiB; a busy node sees well under this
+/// many connections within one idle timeout.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1 << 20;
 
 /// Out-of-order bytes held for one direction. A sender can have at most
@@ -358,6 +360,9 @@ struct Conn<S> {
     state: Option<S>,
     /// Per direction, in the order of [`DIRS`]; unused for UDP.
     streams: [Reassembler; 2],
+    /// Counters and TCP analysis, fed every packet (late ones included)
+    /// until the slot is removed.
+    expert: Expert,
 }
 
 impl<S> Conn<S> {
@@ -502,15 +507,19 @@ impl<H: FlowHandler> FlowTable<H> {
                 self.touch(i);
                 i
             }
-            Some((_, Existing::Late)) => {
+            Some((i, Existing::Late)) => {
                 self.stats.ignored_segments += 1;
+                if let Some(Some(conn)) = self.conns.get_mut(i as usize) {
+                    let d = conn.dir(src_is_lo);
+                    conn.expert.tcp(d, ts, seg);
+                }
                 return;
             }
             Some((i, how)) => {
                 if matches!(how, Existing::Superseded) {
                     self.close(handler, i, CloseReason::Finished);
                 }
-                self.remove_slot(i);
+                self.remove_slot(handler, i);
                 self.stats.port_reuses += 1;
                 match self.open_tcp(handler, key, src_is_lo, src, dst, seg) {
                     Some(i) => i,
@@ -538,6 +547,7 @@ impl<H: FlowHandler> FlowTable<H> {
         };
         let d = conn.dir(src_is_lo);
         let r = 1 - d;
+        conn.expert.tcp(d, ts, seg);
         if flags.rst() {
             // The connection is over in both directions; what is held is
             // delivered with gaps. A RST's payload (diagnostic text, RFC
@@ -624,10 +634,9 @@ impl<H: FlowHandler> FlowTable<H> {
         }
         let now = self.now;
         if let Some(Some(conn)) = self.conns.get_mut(i as usize) {
-            let dir = DIRS
-                .get(conn.dir(src_is_lo))
-                .copied()
-                .unwrap_or(Direction::ToServer);
+            let d = conn.dir(src_is_lo);
+            conn.expert.udp(d, ts, dgram.payload_len);
+            let dir = DIRS.get(d).copied().unwrap_or(Direction::ToServer);
             if let Some(state) = conn.state.as_mut() {
                 handler.data(state, &conn.info, dir, now, dgram.payload);
             }
@@ -636,22 +645,29 @@ impl<H: FlowHandler> FlowTable<H> {
 
     /// The input ended: every live connection delivers what it holds (with
     /// gaps for its holes), ends the directions whose FIN was seen, and
-    /// closes with [`CloseReason::EndOfInput`], in order of id. The table
-    /// is empty afterwards.
+    /// closes with [`CloseReason::EndOfInput`], in order of id; then every
+    /// connection still in the table (finished ones lingering included)
+    /// retires, in order of id. The table is empty afterwards.
     pub fn finish(&mut self, handler: &mut H) {
-        let mut live: Vec<(u64, u32)> = self
+        let mut all: Vec<(u64, u32, bool)> = self
             .conns
             .iter()
             .enumerate()
             .filter_map(|(i, c)| {
                 let c = c.as_ref()?;
-                c.state.as_ref()?;
-                Some((c.info.id, u32::try_from(i).ok()?))
+                Some((c.info.id, u32::try_from(i).ok()?, c.state.is_some()))
             })
             .collect();
-        live.sort_unstable();
-        for (_, i) in live {
-            self.close(handler, i, CloseReason::EndOfInput);
+        all.sort_unstable();
+        for &(_, i, live) in &all {
+            if live {
+                self.close(handler, i, CloseReason::EndOfInput);
+            }
+        }
+        for &(_, i, _) in &all {
+            // Closing a live one above already retired it unless it
+            // lingers; remove_slot skips emptied slots.
+            self.remove_slot(handler, i);
         }
         self.map.clear();
         self.conns.clear();
@@ -696,7 +712,7 @@ impl<H: FlowHandler> FlowTable<H> {
                     break;
                 }
                 if list == LRU_CLOSED {
-                    self.remove_slot(i);
+                    self.remove_slot(handler, i);
                 } else {
                     self.close(handler, i, CloseReason::IdleTimeout);
                 }
@@ -991,6 +1007,7 @@ impl<H: FlowHandler> FlowTable<H> {
             lo_is_client: client_is_src == src_is_lo,
             state: Some(state),
             streams: [Reassembler::new(), Reassembler::new()],
+            expert: Expert::new(self.now),
         });
         let list = match key.transport {
             TransportKind::Tcp => LRU_TCP,
@@ -1042,7 +1059,7 @@ impl<H: FlowHandler> FlowTable<H> {
     /// else evict the least recently seen live connection.
     fn evict_one(&mut self, handler: &mut H) -> bool {
         if let Some(i) = self.lists[LRU_CLOSED].front() {
-            self.remove_slot(i);
+            self.remove_slot(handler, i);
             return true;
         }
         let seen = |i: Option<u32>| {
@@ -1102,18 +1119,20 @@ impl<H: FlowHandler> FlowTable<H> {
             self.lru_unlink(i);
             self.lru_push(i, LRU_CLOSED);
         } else {
-            self.remove_slot(i);
+            self.remove_slot(handler, i);
         }
     }
 
-    /// Forget slot `i` entirely (its connection, if live, must be closed).
-    fn remove_slot(&mut self, i: u32) {
+    /// Forget slot `i` entirely (its connection, if live, must be closed)
+    /// and retire its connection.
+    fn remove_slot(&mut self, handler: &mut H, i: u32) {
         let Some(slot) = self.conns.get_mut(i as usize) else {
             return;
         };
         let Some(conn) = slot.take() else {
             return;
         };
+        handler.retire(&conn.info, &conn.expert);
         if conn.state.is_some() {
             // Not expected: callers close first. Keep the count honest.
             self.live = self.live.saturating_sub(1);
@@ -1173,6 +1192,8 @@ mod tests {
         last_ts: std::collections::HashMap<u64, Nanos>,
         closed: std::collections::HashSet<u64>,
         ended: std::collections::HashSet<(u64, Direction)>,
+        /// Retired connections and their metrics (client = direction 0).
+        retired: Vec<(u64, trawl_model::flow::FlowMetrics)>,
     }
 
     impl Rec {
@@ -1258,6 +1279,15 @@ mod tests {
             self.check(c.id, ts);
             self.closed.insert(c.id);
             self.events.push(Ev::Close(c.id, reason));
+        }
+        fn retire(&mut self, c: &ConnInfo, e: &crate::Expert) {
+            assert!(self.closed.contains(&c.id), "retired before close");
+            assert!(
+                self.retired.iter().all(|(id, _)| *id != c.id),
+                "retired twice"
+            );
+            let tcp = c.transport == TransportKind::Tcp;
+            self.retired.push((c.id, e.metrics(0, tcp)));
         }
     }
 
@@ -1748,6 +1778,36 @@ mod tests {
         // A second RST (and its ACK) is absorbed.
         t.c2s(14 * MS, 107, 0, R, b"");
         assert_eq!(t.table.stats().connections, 1);
+    }
+
+    #[test]
+    fn late_packets_count_until_the_connection_retires() {
+        let mut t = Conv::new(FlowConfig::default());
+        t.handshake(100, 900);
+        t.c2s(10 * MS, 101, 901, A, b"ab");
+        t.s2c(11 * MS, 901, 103, F | A, b"");
+        t.c2s(12 * MS, 103, 902, F | A, b"");
+        assert_eq!(t.rec.closes(), vec![(1, CloseReason::Finished)]);
+        assert!(t.rec.retired.is_empty(), "lingering, not retired");
+        // Within the linger: the last ACK, a retransmitted FIN and a RST.
+        t.s2c(13 * MS, 902, 104, A, b"");
+        t.c2s(300 * MS, 103, 902, F | A, b"");
+        t.s2c(301 * MS, 902, 0, R, b"");
+        // Past the linger: another connection's packet moves the clock.
+        let other = tcp_seg(40001, 80, 7, 0, S, b"");
+        t.table
+            .tcp(&mut t.rec, 20 * SECOND, CLIENT_IP, SERVER_IP, &other);
+        assert_eq!(t.rec.retired.len(), 1);
+        let (id, m) = &t.rec.retired[0];
+        assert_eq!(*id, 1);
+        assert_eq!((m.fin_count, m.rst_count, m.retransmissions), (3, 1, 1));
+        assert_eq!((m.client_packets, m.server_packets), (5, 4));
+        assert_eq!(m.closed_by, "server");
+        assert_eq!(m.connection_time_us, 301_000);
+        // End of input retires the rest (the unanswered SYN), once each.
+        t.finish();
+        assert_eq!(t.rec.retired.len(), 2);
+        assert_eq!(t.rec.retired[1].1.handshake, "unanswered");
     }
 
     #[test]

@@ -19,8 +19,11 @@ use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
-use trawl_model::catalogue::{CALL_FIELDS, FLOW_FIELDS, FieldDef, FieldType};
-use trawl_model::{Call, Endpoint, FlowRecord, Headers};
+// The flows table's builder (FlowBatchBuilder).
+use arrow::array::Float64Builder;
+use trawl_identity::{Identity, Resolver};
+use trawl_model::catalogue::{FLOW_FIELDS, FieldDef, FieldType, PROTOCOL_FIELDS, call_fields};
+use trawl_model::{AttrValue, Call, Endpoint, FlowRecord, Headers, Protocol};
 
 use crate::payload::PayloadRef;
 
@@ -95,7 +98,7 @@ fn schema_of(fields: &[FieldDef]) -> SchemaRef {
 
 /// Schema of the `calls` table, in catalogue order.
 pub fn calls_schema() -> SchemaRef {
-    schema_of(CALL_FIELDS)
+    schema_of(call_fields())
 }
 
 /// Schema of the `flows` table, in catalogue order.
@@ -406,6 +409,8 @@ pub struct CallBatchBuilder {
     namespaces: ListBuilder<StringBuilder>,
     pods: ListBuilder<StringBuilder>,
     services: ListBuilder<StringBuilder>,
+    /// One column per protocol-specific field, in catalogue order.
+    attrs: Vec<AttrColumn>,
 }
 
 impl Default for CallBatchBuilder {
@@ -463,6 +468,11 @@ impl CallBatchBuilder {
             namespaces: sl(),
             pods: sl(),
             services: sl(),
+            attrs: PROTOCOL_FIELDS
+                .iter()
+                .flat_map(|slice| slice.iter())
+                .map(AttrColumn::new)
+                .collect(),
         }
     }
 
@@ -551,6 +561,7 @@ impl CallBatchBuilder {
         bytes += append_strings(&mut self.namespaces, &c.namespaces);
         bytes += append_strings(&mut self.pods, &c.pods);
         bytes += append_strings(&mut self.services, &c.services);
+        bytes += self.append_attrs(c)?;
         bytes += c.id.len()
             + c.node.len()
             + c.method.len()
@@ -629,30 +640,308 @@ impl CallBatchBuilder {
         cols.push(("namespaces", Arc::new(self.namespaces.finish())));
         cols.push(("pods", Arc::new(self.pods.finish())));
         cols.push(("services", Arc::new(self.services.finish())));
+        for a in &mut self.attrs {
+            cols.push((a.def.column, a.builder.finish()));
+        }
         finish_batch(&self.schema, cols)
+    }
+
+    /// Appends one value to every protocol-field column: the call's own
+    /// where it set one, else the zero value (or `true` for the flag of
+    /// the call's protocol). An attribute that names no catalogue field, or
+    /// holds another type, is a dissector bug: refused, not dropped.
+    fn append_attrs(&mut self, c: &Call) -> Result<usize, ArrowError> {
+        let row = self.rows;
+        let mut bytes = 0;
+        for (name, value) in c.attrs.iter() {
+            let col = self
+                .attrs
+                .iter_mut()
+                .find(|a| a.def.name == name)
+                .ok_or_else(|| {
+                    ArrowError::InvalidArgumentError(format!(
+                        "call {}: attribute {name} is not in the call catalogue",
+                        c.id
+                    ))
+                })?;
+            if col.filled_row == Some(row) {
+                continue;
+            }
+            bytes += col.builder.append(name, value)?;
+            col.filled_row = Some(row);
+        }
+        for col in &mut self.attrs {
+            if col.filled_row != Some(row) {
+                let flag = col.flag_of.is_some() && col.flag_of == c.protocol;
+                col.builder.append_zero(flag);
+                col.filled_row = Some(row);
+            }
+        }
+        Ok(bytes)
+    }
+}
+
+/// The column of one protocol-specific field.
+#[derive(Debug)]
+struct AttrColumn {
+    def: &'static FieldDef,
+    /// The protocol this column is the flag of (`redis` for `redis`).
+    flag_of: Option<Protocol>,
+    /// The row this column last received a value for, so that each row
+    /// gets exactly one.
+    filled_row: Option<usize>,
+    builder: AttrBuilder,
+}
+
+impl AttrColumn {
+    fn new(def: &'static FieldDef) -> AttrColumn {
+        let flag_of = match def.ty {
+            FieldType::Bool => Protocol::from_name(def.name),
+            _ => None,
+        };
+        AttrColumn {
+            def,
+            flag_of,
+            filled_row: None,
+            builder: AttrBuilder::new(def.ty),
+        }
+    }
+}
+
+/// A builder for one of the types protocol fields may have (the
+/// catalogue's tests keep the others out of protocol slices).
+#[derive(Debug)]
+enum AttrBuilder {
+    Bool(BooleanBuilder),
+    Int(Int64Builder),
+    Str(StringBuilder),
+    StrList(ListBuilder<StringBuilder>),
+    IntList(ListBuilder<Int64Builder>),
+    Map(MapBuilder<StringBuilder, StringBuilder>),
+}
+
+impl AttrBuilder {
+    fn new(ty: FieldType) -> AttrBuilder {
+        match ty {
+            FieldType::Bool => AttrBuilder::Bool(BooleanBuilder::new()),
+            FieldType::StringList => AttrBuilder::StrList(ListBuilder::new(StringBuilder::new())),
+            FieldType::IntList => AttrBuilder::IntList(ListBuilder::new(Int64Builder::new())),
+            FieldType::StringMap => AttrBuilder::Map(new_map_builder()),
+            FieldType::String => AttrBuilder::Str(StringBuilder::new()),
+            // Int, and the types the catalogue test refuses in protocol
+            // slices (their column would not match the schema, which
+            // finish_batch reports).
+            _ => AttrBuilder::Int(Int64Builder::new()),
+        }
+    }
+
+    /// Appends `v`; the bytes of variable-length data it added.
+    fn append(&mut self, name: &str, v: &AttrValue) -> Result<usize, ArrowError> {
+        match (self, v) {
+            (AttrBuilder::Bool(b), AttrValue::Bool(x)) => b.append_value(*x),
+            (AttrBuilder::Int(b), AttrValue::Int(x)) => b.append_value(*x),
+            (AttrBuilder::Str(b), AttrValue::Str(x)) => {
+                b.append_value(x);
+                return Ok(x.len());
+            }
+            (AttrBuilder::StrList(b), AttrValue::StrList(x)) => return Ok(append_strings(b, x)),
+            (AttrBuilder::IntList(b), AttrValue::IntList(x)) => {
+                for i in x {
+                    b.values().append_value(*i);
+                }
+                b.append(true);
+            }
+            (AttrBuilder::Map(b), AttrValue::Map(x)) => {
+                let mut bytes = 0;
+                for (k, val) in x {
+                    b.keys().append_value(k);
+                    b.values().append_value(val);
+                    bytes += k.len() + val.len();
+                }
+                b.append(true)?;
+                return Ok(bytes);
+            }
+            (_, v) => {
+                return Err(ArrowError::InvalidArgumentError(format!(
+                    "attribute {name} holds a {} where the catalogue says otherwise",
+                    v.field_type()
+                )));
+            }
+        }
+        Ok(0)
+    }
+
+    /// Appends the type's zero value (`flag` for a protocol flag).
+    fn append_zero(&mut self, flag: bool) {
+        match self {
+            AttrBuilder::Bool(b) => b.append_value(flag),
+            AttrBuilder::Int(b) => b.append_value(0),
+            AttrBuilder::Str(b) => b.append_value(""),
+            AttrBuilder::StrList(b) => b.append(true),
+            AttrBuilder::IntList(b) => b.append(true),
+            AttrBuilder::Map(b) => {
+                // A map builder only fails when keys and values disagree
+                // in length, which an empty entry cannot cause.
+                let _ = b.append(true);
+            }
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            AttrBuilder::Bool(b) => Arc::new(b.finish()),
+            AttrBuilder::Int(b) => Arc::new(b.finish()),
+            AttrBuilder::Str(b) => Arc::new(b.finish()),
+            AttrBuilder::StrList(b) => Arc::new(b.finish()),
+            AttrBuilder::IntList(b) => Arc::new(b.finish()),
+            AttrBuilder::Map(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// A flow and the identities of its ends, as the column accessors see it.
+struct FlowRow<'a> {
+    f: &'a FlowRecord,
+    src: Option<Identity<'a>>,
+    dst: Option<Identity<'a>>,
+}
+
+type IntOf = fn(&FlowRow<'_>) -> i64;
+type StrOf = fn(&FlowRow<'_>, &mut StringBuilder);
+
+/// One column of the `flows` table and how a row fills it.
+enum FlowColumn {
+    Int(Int64Builder, IntOf),
+    Str(StringBuilder, StrOf),
+    Bool(BooleanBuilder, fn(&FlowRow<'_>) -> bool),
+    Ts(TimestampNanosecondBuilder, IntOf),
+    Double(Float64Builder, fn(&FlowRow<'_>) -> f64),
+}
+
+impl std::fmt::Debug for FlowColumn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FlowColumn::Int(..) => "Int",
+            FlowColumn::Str(..) => "Str",
+            FlowColumn::Bool(..) => "Bool",
+            FlowColumn::Ts(..) => "Ts",
+            FlowColumn::Double(..) => "Double",
+        })
+    }
+}
+
+fn int(f: IntOf) -> Option<FlowColumn> {
+    Some(FlowColumn::Int(Int64Builder::new(), f))
+}
+
+fn text(f: StrOf) -> Option<FlowColumn> {
+    Some(FlowColumn::Str(StringBuilder::new(), f))
+}
+
+fn put(b: &mut StringBuilder, s: &str) {
+    b.append_value(s);
+}
+
+/// The accessor of flow field `name`: the one place that maps the flow
+/// catalogue to [`FlowRecord`] (a catalogue entry without one fails
+/// [`FlowBatchBuilder::finish`], and so the schema test).
+fn flow_column(name: &str) -> Option<FlowColumn> {
+    match name {
+        "conn_id" => int(|r| i64_of(r.f.conn_id)),
+        "node" => text(|r, b| put(b, &r.f.node)),
+        "conn" => Some(FlowColumn::Bool(BooleanBuilder::new(), |_| true)),
+        "transport" => text(|r, b| put(b, r.f.transport)),
+        "tcp" => Some(FlowColumn::Bool(BooleanBuilder::new(), |r| {
+            r.f.transport == "tcp"
+        })),
+        "udp" => Some(FlowColumn::Bool(BooleanBuilder::new(), |r| {
+            r.f.transport == "udp"
+        })),
+        "src.ip" => text(|r, b| {
+            let _ = write!(b, "{}", r.f.client.ip());
+            b.append_value("");
+        }),
+        "src.port" => int(|r| i64::from(r.f.client.port())),
+        "dst.ip" => text(|r, b| {
+            let _ = write!(b, "{}", r.f.server.ip());
+            b.append_value("");
+        }),
+        "dst.port" => int(|r| i64::from(r.f.server.port())),
+        "src.name" => text(|r, b| put(b, r.src.as_ref().map_or("", |i| i.name()))),
+        "src.namespace" => text(|r, b| put(b, r.src.as_ref().map_or("", |i| i.namespace()))),
+        "src.pod.name" => text(|r, b| put(b, r.src.and_then(|i| i.pod()).map_or("", |p| p.0))),
+        "src.service.name" => text(|r, b| {
+            put(b, r.src.and_then(|i| i.service()).map_or("", |p| p.0));
+        }),
+        "src.dns" => text(|r, b| put(b, r.src.and_then(|i| i.dns).unwrap_or(""))),
+        "dst.name" => text(|r, b| put(b, r.dst.as_ref().map_or("", |i| i.name()))),
+        "dst.namespace" => text(|r, b| put(b, r.dst.as_ref().map_or("", |i| i.namespace()))),
+        "dst.pod.name" => text(|r, b| put(b, r.dst.and_then(|i| i.pod()).map_or("", |p| p.0))),
+        "dst.service.name" => text(|r, b| {
+            put(b, r.dst.and_then(|i| i.service()).map_or("", |p| p.0));
+        }),
+        "dst.dns" => text(|r, b| put(b, r.dst.and_then(|i| i.dns).unwrap_or(""))),
+        "roles" => text(|r, b| put(b, r.f.roles)),
+        "timestamp" => Some(FlowColumn::Ts(ts_builder(), |r| r.f.first_ts)),
+        "last_timestamp" => Some(FlowColumn::Ts(ts_builder(), |r| r.f.last_ts)),
+        "protocol" => text(|r, b| put(b, r.f.protocol.map_or("", |p| p.as_str()))),
+        "calls" => int(|r| i64_of(r.f.calls)),
+        "close_reason" => text(|r, b| put(b, r.f.close_reason)),
+        "conn_state" => text(|r, b| put(b, r.f.conn_state())),
+        "flow_client_packets" => int(|r| i64_of(r.f.metrics.client_packets)),
+        "flow_client_bytes" => int(|r| i64_of(r.f.metrics.client_bytes)),
+        "flow_server_packets" => int(|r| i64_of(r.f.metrics.server_packets)),
+        "flow_server_bytes" => int(|r| i64_of(r.f.metrics.server_bytes)),
+        "flow_packets" => int(|r| i64_of(r.f.metrics.client_packets + r.f.metrics.server_packets)),
+        "flow_bytes" => int(|r| i64_of(r.f.metrics.client_bytes + r.f.metrics.server_bytes)),
+        "connection_time_us" => int(|r| r.f.metrics.connection_time_us),
+        "handshake" => text(|r, b| put(b, r.f.metrics.handshake)),
+        "closed_by" => text(|r, b| put(b, r.f.metrics.closed_by)),
+        "connection_completeness" => int(|r| i64::from(r.f.metrics.connection_completeness)),
+        "retransmissions" => int(|r| i64_of(r.f.metrics.retransmissions)),
+        "fast_retransmissions" => int(|r| i64_of(r.f.metrics.fast_retransmissions)),
+        "spurious_retransmissions" => int(|r| i64_of(r.f.metrics.spurious_retransmissions)),
+        "retransmission_rate" => Some(FlowColumn::Double(Float64Builder::new(), |r| {
+            r.f.metrics.retransmission_rate()
+        })),
+        "data_segments" => int(|r| i64_of(r.f.metrics.data_segments)),
+        "out_of_order" => int(|r| i64_of(r.f.metrics.out_of_order)),
+        "dup_acks" => int(|r| i64_of(r.f.metrics.dup_acks)),
+        "missing_segments" => int(|r| i64_of(r.f.metrics.missing_segments)),
+        "acked_unseen_segments" => int(|r| i64_of(r.f.metrics.acked_unseen_segments)),
+        "zero_window_events" => int(|r| i64_of(r.f.metrics.zero_window_events)),
+        "zero_window_probes" => int(|r| i64_of(r.f.metrics.zero_window_probes)),
+        "window_full_events" => int(|r| i64_of(r.f.metrics.window_full_events)),
+        "window_updates" => int(|r| i64_of(r.f.metrics.window_updates)),
+        "keepalive_count" => int(|r| i64_of(r.f.metrics.keepalive_count)),
+        "rst_count" => int(|r| i64_of(r.f.metrics.rst_count)),
+        "fin_count" => int(|r| i64_of(r.f.metrics.fin_count)),
+        "window_scale" => int(|r| r.f.metrics.window_scale),
+        "server_window_scale" => int(|r| r.f.metrics.server_window_scale),
+        "avg_receive_window" => int(|r| i64_of(r.f.metrics.avg_receive_window)),
+        "initial_rtt_us" => int(|r| r.f.metrics.initial_rtt_us),
+        "handshake_time_us" => int(|r| r.f.metrics.handshake_time_us),
+        "time_to_first_byte_us" => int(|r| r.f.metrics.time_to_first_byte_us),
+        "rtt_min_us" => int(|r| r.f.metrics.rtt_min_us),
+        "rtt_max_us" => int(|r| r.f.metrics.rtt_max_us),
+        "rtt_avg_us" => int(|r| r.f.metrics.rtt_avg_us),
+        "rtt_samples" => int(|r| i64_of(r.f.metrics.rtt_samples)),
+        "jitter_us" => int(|r| r.f.metrics.jitter_us),
+        "goodput_bytes" => int(|r| i64_of(r.f.metrics.goodput_bytes)),
+        _ => None,
     }
 }
 
 /// Appends [`FlowRecord`]s and cuts [`RecordBatch`]es of [`flows_schema`].
+/// Its columns come from the flow catalogue, each filled by the accessor
+/// [`flow_column`] gives for the field's name.
 #[derive(Debug)]
 pub struct FlowBatchBuilder {
     schema: SchemaRef,
     rows: usize,
-    conn_id: Int64Builder,
-    node: StringBuilder,
-    transport: StringBuilder,
-    tcp: BooleanBuilder,
-    udp: BooleanBuilder,
-    src_ip: StringBuilder,
-    src_port: Int64Builder,
-    dst_ip: StringBuilder,
-    dst_port: Int64Builder,
-    roles: StringBuilder,
-    timestamp: TimestampNanosecondBuilder,
-    last_timestamp: TimestampNanosecondBuilder,
-    protocol: StringBuilder,
-    calls: Int64Builder,
-    close_reason: StringBuilder,
+    columns: Vec<(&'static str, FlowColumn)>,
+    /// Catalogue fields without an accessor: refused at `finish`.
+    missing: Vec<&'static str>,
 }
 
 impl Default for FlowBatchBuilder {
@@ -663,24 +952,19 @@ impl Default for FlowBatchBuilder {
 
 impl FlowBatchBuilder {
     pub fn new() -> Self {
+        let mut columns = Vec::with_capacity(FLOW_FIELDS.len());
+        let mut missing = Vec::new();
+        for d in FLOW_FIELDS {
+            match flow_column(d.name) {
+                Some(c) => columns.push((d.column, c)),
+                None => missing.push(d.name),
+            }
+        }
         FlowBatchBuilder {
             schema: flows_schema(),
             rows: 0,
-            conn_id: Int64Builder::new(),
-            node: StringBuilder::new(),
-            transport: StringBuilder::new(),
-            tcp: BooleanBuilder::new(),
-            udp: BooleanBuilder::new(),
-            src_ip: StringBuilder::new(),
-            src_port: Int64Builder::new(),
-            dst_ip: StringBuilder::new(),
-            dst_port: Int64Builder::new(),
-            roles: StringBuilder::new(),
-            timestamp: ts_builder(),
-            last_timestamp: ts_builder(),
-            protocol: StringBuilder::new(),
-            calls: Int64Builder::new(),
-            close_reason: StringBuilder::new(),
+            columns,
+            missing,
         }
     }
 
@@ -697,47 +981,52 @@ impl FlowBatchBuilder {
         self.rows >= BATCH_ROWS
     }
 
+    /// Appends a flow without endpoint identities.
     pub fn append(&mut self, f: &FlowRecord) {
-        self.conn_id.append_value(i64_of(f.conn_id));
-        self.node.append_value(&f.node);
-        self.transport.append_value(f.transport);
-        self.tcp.append_value(f.transport == "tcp");
-        self.udp.append_value(f.transport == "udp");
-        let _ = write!(self.src_ip, "{}", f.client.ip());
-        self.src_ip.append_value("");
-        self.src_port.append_value(i64::from(f.client.port()));
-        let _ = write!(self.dst_ip, "{}", f.server.ip());
-        self.dst_ip.append_value("");
-        self.dst_port.append_value(i64::from(f.server.port()));
-        self.roles.append_value(f.roles);
-        self.timestamp.append_value(f.first_ts);
-        self.last_timestamp.append_value(f.last_ts);
-        self.protocol
-            .append_value(f.protocol.map_or("", |p| p.as_str()));
-        self.calls.append_value(i64_of(f.calls));
-        self.close_reason.append_value(f.close_reason);
+        self.append_resolved(f, None);
+    }
+
+    /// Appends a flow, naming its ends with `resolver` (as calls are)
+    /// at the flow's first packet.
+    pub fn append_resolved(&mut self, f: &FlowRecord, resolver: Option<&Resolver>) {
+        let row = FlowRow {
+            f,
+            src: resolver.and_then(|r| r.resolve(f.client.ip(), f.client.port(), f.first_ts)),
+            dst: resolver.and_then(|r| r.resolve(f.server.ip(), f.server.port(), f.first_ts)),
+        };
+        for (_, c) in &mut self.columns {
+            match c {
+                FlowColumn::Int(b, get) => b.append_value(get(&row)),
+                FlowColumn::Str(b, put) => put(&row, b),
+                FlowColumn::Bool(b, get) => b.append_value(get(&row)),
+                FlowColumn::Ts(b, get) => b.append_value(get(&row)),
+                FlowColumn::Double(b, get) => b.append_value(get(&row)),
+            }
+        }
         self.rows += 1;
     }
 
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        if let Some(name) = self.missing.first() {
+            return Err(ArrowError::SchemaError(format!(
+                "flow field {name} has no column in FlowBatchBuilder (schema::flow_column)"
+            )));
+        }
         self.rows = 0;
-        let cols: Vec<(&'static str, ArrayRef)> = vec![
-            ("conn_id", Arc::new(self.conn_id.finish())),
-            ("node", Arc::new(self.node.finish())),
-            ("transport", Arc::new(self.transport.finish())),
-            ("tcp", Arc::new(self.tcp.finish())),
-            ("udp", Arc::new(self.udp.finish())),
-            ("src_ip", Arc::new(self.src_ip.finish())),
-            ("src_port", Arc::new(self.src_port.finish())),
-            ("dst_ip", Arc::new(self.dst_ip.finish())),
-            ("dst_port", Arc::new(self.dst_port.finish())),
-            ("roles", Arc::new(self.roles.finish())),
-            ("timestamp", Arc::new(self.timestamp.finish())),
-            ("last_timestamp", Arc::new(self.last_timestamp.finish())),
-            ("protocol", Arc::new(self.protocol.finish())),
-            ("calls", Arc::new(self.calls.finish())),
-            ("close_reason", Arc::new(self.close_reason.finish())),
-        ];
+        let cols: Vec<(&'static str, ArrayRef)> = self
+            .columns
+            .iter_mut()
+            .map(|(name, c)| {
+                let a: ArrayRef = match c {
+                    FlowColumn::Int(b, _) => Arc::new(b.finish()),
+                    FlowColumn::Str(b, _) => Arc::new(b.finish()),
+                    FlowColumn::Bool(b, _) => Arc::new(b.finish()),
+                    FlowColumn::Ts(b, _) => Arc::new(b.finish()),
+                    FlowColumn::Double(b, _) => Arc::new(b.finish()),
+                };
+                (*name, a)
+            })
+            .collect();
         finish_batch(&self.schema, cols)
     }
 }
@@ -818,7 +1107,7 @@ mod tests {
     #[test]
     fn catalogue_and_batches_agree() {
         for (fields, batch) in [
-            (CALL_FIELDS, {
+            (call_fields(), {
                 let mut b = CallBatchBuilder::new();
                 b.append(&sample_call(), None, None).unwrap();
                 b.finish().unwrap()
@@ -837,6 +1126,7 @@ mod tests {
                     protocol: Some(Protocol::Http),
                     calls: 3,
                     close_reason: "finished",
+                    metrics: trawl_model::flow::FlowMetrics::default(),
                 });
                 b.finish().unwrap()
             }),
@@ -851,6 +1141,61 @@ mod tests {
             }
             assert_eq!(batch.num_rows(), 1);
         }
+    }
+
+    /// Protocol fields land in their own columns; the flag of the call's
+    /// protocol is true and every other protocol's columns hold zeros.
+    #[test]
+    fn protocol_attributes_become_columns() {
+        let mut redis = Call::new(Protocol::Redis);
+        redis.attrs.set("redis_command", "GET");
+        redis.attrs.set("redis_key", "user:7");
+        let http = sample_call();
+        let mut b = CallBatchBuilder::new();
+        b.append(&redis, None, None).unwrap();
+        b.append(&http, None, None).unwrap();
+        let batch = b.finish().unwrap();
+        let col = |name: &str| batch.column_by_name(name).unwrap().clone();
+        let strings = |name: &str| {
+            let c = col(name);
+            let a = c.as_any().downcast_ref::<StringArray>().unwrap();
+            (a.value(0).to_owned(), a.value(1).to_owned())
+        };
+        let flags = |name: &str| {
+            let c = col(name);
+            let a = c
+                .as_any()
+                .downcast_ref::<arrow::array::BooleanArray>()
+                .unwrap();
+            (a.value(0), a.value(1))
+        };
+        assert_eq!(strings("redis_command"), ("GET".into(), String::new()));
+        assert_eq!(strings("redis_key"), ("user:7".into(), String::new()));
+        assert_eq!(flags("redis"), (true, false));
+        assert_eq!(flags("http"), (false, true));
+        assert_eq!(flags("grpc"), (false, false));
+        assert_eq!(batch.num_rows(), 2);
+    }
+
+    /// An attribute the catalogue does not have, or with the wrong type,
+    /// is refused: a dissector bug must not lose data silently.
+    #[test]
+    fn unknown_or_mistyped_attributes_are_refused() {
+        // `Attrs::set` debug-asserts against the catalogue, so the bad bags
+        // are built unchecked.
+        let mut bad = Call::new(Protocol::Redis);
+        let mut b = CallBatchBuilder::new();
+        bad.attrs = attrs_unchecked(&[("redis_nonexistent", trawl_model::AttrValue::Int(1))]);
+        let e = b.append(&bad, None, None).unwrap_err().to_string();
+        assert!(e.contains("redis_nonexistent"), "{e}");
+        let mut b = CallBatchBuilder::new();
+        bad.attrs = attrs_unchecked(&[("redis_command", trawl_model::AttrValue::Int(1))]);
+        let e = b.append(&bad, None, None).unwrap_err().to_string();
+        assert!(e.contains("redis_command"), "{e}");
+    }
+
+    fn attrs_unchecked(items: &[(&'static str, trawl_model::AttrValue)]) -> trawl_model::Attrs {
+        trawl_model::Attrs::from_unchecked(items.to_vec())
     }
 
     #[test]

@@ -1,13 +1,18 @@
 //! The field catalogue: every field a filter, a query or an agent can name
-//! on a call ([`CALL_FIELDS`]) or a flow ([`FLOW_FIELDS`]), with its KFL2
+//! on a call ([`call_fields`]) or a flow ([`FLOW_FIELDS`]), with its KFL2
 //! name, the KFL1 spellings accepted as aliases, its type, what it means,
 //! an example, and the Parquet column that stores it.
 //!
 //! Read by `trawl-kfl` (name resolution and type checking), `trawl-index`
 //! (the Arrow schema is built from this list, in this order), `trawl fields`
-//! and, later, the MCP server. Adding a field means adding it here, to the
-//! record, and to the index's batch builder; a test in `trawl-index` fails
-//! until all three agree.
+//! and, later, the MCP server.
+//!
+//! A call's fields are the common ones ([`COMMON_CALL_FIELDS`]: typed
+//! members of [`crate::Call`], each appended by hand in the index's batch
+//! builder, a test in `trawl-index` failing until record, catalogue and
+//! builder agree) followed by each protocol's own
+//! ([`PROTOCOL_FIELDS`]: values in [`crate::Attrs`], columns built
+//! generically). A new protocol adds one slice and nothing else here.
 //!
 //! **Column naming rule.** The Parquet column of a field is its KFL2 name
 //! with every `.` replaced by `_`: `src.pod.name` → `src_pod_name`,
@@ -100,8 +105,8 @@ pub struct FieldDef {
     pub column: &'static str,
 }
 
-/// Shorthand for the tables below.
-const fn f(
+/// Shorthand for the tables below and the protocol slices.
+pub(crate) const fn f(
     name: &'static str,
     aliases: &'static [&'static str],
     ty: FieldType,
@@ -124,8 +129,9 @@ use FieldType as T;
 // A table reads best one field per entry: keep rustfmt from spreading
 // each entry over six lines.
 #[rustfmt::skip]
-/// Every field of an API call ([`crate::Call`]), in column order.
-pub static CALL_FIELDS: &[FieldDef] = &[
+/// The fields every call has (typed members of [`crate::Call`]), in column
+/// order. [`call_fields`] appends the protocol-specific ones.
+pub static COMMON_CALL_FIELDS: &[FieldDef] = &[
     f("id", &[], T::String, "id", r#""node-1/17/0""#,
         "Stable call id: node/conn_id/index."),
     f("node", &["node_name", "node.name"], T::String, "node", r#""node-1""#,
@@ -139,7 +145,7 @@ pub static CALL_FIELDS: &[FieldDef] = &[
     f("elapsed_time", &["elapsedTime"], T::Int, "elapsed_time", "250000",
         "Microseconds from the request's first byte to the response's last byte; 0 when one side is missing."),
     f("protocol", &[], T::String, "protocol", r#""http""#,
-        "Application protocol: \"http\" or \"dns\"."),
+        "Application protocol: \"http\" (HTTP/1.x and HTTP/2), \"dns\", \"grpc\", \"ws\", \"redis\", \"postgresql\", \"mysql\", \"kafka\", \"mongodb\", \"amqp\" or \"tls\"."),
     f("http", &[], T::Bool, "http", "true",
         "True for HTTP calls (protocol == \"http\")."),
     f("dns", &[], T::Bool, "dns", "true",
@@ -262,33 +268,169 @@ pub static FLOW_FIELDS: &[FieldDef] = &[
         "Connection id; the conn_id of the calls on this connection."),
     f("node", &["node_name", "node.name"], T::String, "node", r#""node-1""#,
         "Node whose traffic this flow came from."),
+    f("conn", &["flow"], T::Bool, "conn", "true",
+        "True on every flow: the flag of L4 connection records."),
     f("transport", &[], T::String, "transport", r#""tcp""#,
         "\"tcp\" or \"udp\"."),
-    f("tcp", &[], T::Bool, "tcp", "true",
+    f("tcp", &["tcp_flow"], T::Bool, "tcp", "true",
         "True for TCP connections."),
-    f("udp", &[], T::Bool, "udp", "true",
+    f("udp", &["udp_flow"], T::Bool, "udp", "true",
         "True for UDP conversations."),
     f("src.ip", &[], T::String, "src_ip", r#""10.1.0.5""#,
         "Client IP address."),
     f("src.port", &[], T::Int, "src_port", "43210",
         "Client port."),
+    f("src.name", &[], T::String, "src_name", r#""frontend-7d4b9""#,
+        "Client's name: pod, else service, else external entry, else DNS name; \"\" when unknown."),
+    f("src.namespace", &[], T::String, "src_namespace", r#""shop""#,
+        "Client's namespace."),
+    f("src.pod.name", &[], T::String, "src_pod_name", r#""frontend-7d4b9""#,
+        "Client's pod."),
+    f("src.service.name", &[], T::String, "src_service_name", r#""frontend""#,
+        "Client's service."),
+    f("src.dns", &[], T::String, "src_dns", r#""frontend.shop.svc""#,
+        "Name the client's address answered for in the capture's DNS."),
     f("dst.ip", &[], T::String, "dst_ip", r#""10.2.0.7""#,
         "Server IP address."),
     f("dst.port", &[], T::Int, "dst_port", "8080",
         "Server port."),
+    f("dst.name", &[], T::String, "dst_name", r#""catalogue-db""#,
+        "Server's name: pod, else service, else external entry, else DNS name; \"\" when unknown."),
+    f("dst.namespace", &[], T::String, "dst_namespace", r#""shop""#,
+        "Server's namespace."),
+    f("dst.pod.name", &[], T::String, "dst_pod_name", r#""catalogue-db-0""#,
+        "Server's pod."),
+    f("dst.service.name", &[], T::String, "dst_service_name", r#""catalogue-db""#,
+        "Server's service."),
+    f("dst.dns", &[], T::String, "dst_dns", r#""api.example.com""#,
+        "Name the server's address answered for in the capture's DNS."),
     f("roles", &[], T::String, "roles", r#""handshake""#,
         "How client and server were told apart: \"handshake\" (SYN seen) or \"port_guess\"."),
     f("timestamp", &[], T::Timestamp, "timestamp", r#"timestamp("2024-06-01T12:00:00Z")"#,
         "First packet of the connection."),
     f("last_timestamp", &[], T::Timestamp, "last_timestamp", r#"timestamp("2024-06-01T12:00:05Z")"#,
-        "Last packet that carried payload or ended a direction (FIN, RST)."),
+        "Last packet of the connection (late ACKs and retransmissions after the close included)."),
     f("protocol", &[], T::String, "protocol", r#""http""#,
         "Application protocol detected on the connection; \"\" when none."),
     f("calls", &[], T::Int, "calls", "12",
         "Calls emitted on this connection."),
     f("close_reason", &[], T::String, "close_reason", r#""finished""#,
-        "Why it ended: \"finished\" (FIN/FIN or RST), \"idle_timeout\", \"evicted\", \"end_of_input\"."),
+        "Why it left the flow table: \"finished\" (FIN/FIN or RST), \"idle_timeout\", \"evicted\", \"end_of_input\"."),
+    f("conn_state", &["flow_state", "tcp_state"], T::String, "conn_state", r#""refused""#,
+        "TCP: \"refused\" (RST answered the SYN), \"unanswered\" (SYN never answered), \"reset\", \"closed\" (FIN), \"open\" (no end seen); \"udp\" for UDP."),
+    f("flow_client_packets", &["conn_client_packets"], T::Int, "flow_client_packets", "12",
+        "Packets from the client."),
+    f("flow_client_bytes", &["conn_client_bytes"], T::Int, "flow_client_bytes", "1500",
+        "Payload bytes (TCP or UDP data, as declared on the wire) from the client."),
+    f("flow_server_packets", &["conn_server_packets"], T::Int, "flow_server_packets", "10",
+        "Packets from the server."),
+    f("flow_server_bytes", &["conn_server_bytes"], T::Int, "flow_server_bytes", "64000",
+        "Payload bytes from the server."),
+    f("flow_packets", &["conn_packets"], T::Int, "flow_packets", "22",
+        "Packets both ways."),
+    f("flow_bytes", &["conn_bytes"], T::Int, "flow_bytes", "65500",
+        "Payload bytes both ways."),
+    f("connection_time_us", &["flow_duration_us", "tcp_connection_time_us"], T::Int, "connection_time_us", "1500000",
+        "Microseconds from the first to the last packet (TCP and UDP)."),
+    f("handshake", &["tcp_handshake"], T::String, "handshake", r#""complete""#,
+        "TCP handshake: \"complete\", \"refused\", \"unanswered\", \"incomplete\" (SYN-ACK never ACKed), \"none\" (started mid-stream); \"\" for UDP."),
+    f("closed_by", &["tcp_closed_by"], T::String, "closed_by", r#""server""#,
+        "Who sent the first FIN or RST: \"client\", \"server\", or \"\"."),
+    f("connection_completeness", &["tcp_connection_completeness"], T::Int, "connection_completeness", "31",
+        "Bitmask of what was seen, as Wireshark's tcp.completeness: SYN=1, SYN-ACK=2, ACK=4, DATA=8, FIN=16, RST=32."),
+    f("retransmissions", &["tcp_retransmissions"], T::Int, "retransmissions", "3",
+        "Segments tshark flags tcp.analysis.retransmission (fast and spurious ones included)."),
+    f("fast_retransmissions", &["tcp_fast_retransmissions"], T::Int, "fast_retransmissions", "1",
+        "Retransmissions within 20 ms of two or more duplicate ACKs for their sequence number."),
+    f("spurious_retransmissions", &["tcp_spurious_retransmissions"], T::Int, "spurious_retransmissions", "0",
+        "Retransmissions of bytes the receiver had already ACKed."),
+    f("retransmission_rate", &["tcp_retransmission_rate"], T::Double, "retransmission_rate", "0.02",
+        "Retransmissions per data segment (0 without data)."),
+    f("data_segments", &["tcp_data_segments"], T::Int, "data_segments", "140",
+        "Segments that carried payload, both ways."),
+    f("out_of_order", &["tcp_out_of_order"], T::Int, "out_of_order", "2",
+        "Segments tshark flags out-of-order: behind the highest sequence seen, soon after it."),
+    f("dup_acks", &["tcp_dup_acks"], T::Int, "dup_acks", "4",
+        "Duplicate ACKs (same ACK, window and sequence, no data)."),
+    f("missing_segments", &["tcp_missing_segments", "lost_segments"], T::Int, "missing_segments", "1",
+        "Segments that started past the next expected sequence number (tshark's lost_segment: the bytes between were not captured)."),
+    f("acked_unseen_segments", &["tcp_acked_unseen_segments"], T::Int, "acked_unseen_segments", "0",
+        "ACKs for data never captured (tshark's ack_lost_segment)."),
+    f("zero_window_events", &["tcp_zero_window_events"], T::Int, "zero_window_events", "1",
+        "Segments advertising a zero receive window (the receiver is full)."),
+    f("zero_window_probes", &["tcp_zero_window_probes"], T::Int, "zero_window_probes", "0",
+        "One-byte probes of a zero window."),
+    f("window_full_events", &["tcp_window_full_events"], T::Int, "window_full_events", "0",
+        "Segments that filled the receiver's advertised window exactly."),
+    f("window_updates", &["tcp_window_updates"], T::Int, "window_updates", "3",
+        "Pure window updates (same ACK, new window)."),
+    f("keepalive_count", &["tcp_keepalive_count", "keepalives"], T::Int, "keepalive_count", "0",
+        "TCP keep-alive probes."),
+    f("rst_count", &["tcp_rst_count"], T::Int, "rst_count", "1",
+        "Segments with RST set."),
+    f("fin_count", &["tcp_fin_count"], T::Int, "fin_count", "2",
+        "Segments with FIN set (retransmitted FINs included)."),
+    f("window_scale", &["tcp_window_scale"], T::Int, "window_scale", "7",
+        "Window scale shift of the client's SYN; 0 without the option, -1 when the SYN was not seen."),
+    f("server_window_scale", &["tcp_server_window_scale"], T::Int, "server_window_scale", "7",
+        "Window scale shift of the server's SYN-ACK; 0 without the option, -1 when not seen."),
+    f("avg_receive_window", &["tcp_avg_receive_window"], T::Int, "avg_receive_window", "65535",
+        "Mean receive window advertised by segments with ACK set, both sides, scaled when the scale is known."),
+    f("initial_rtt_us", &["tcp_initial_rtt_us", "handshake_rtt_us"], T::Int, "initial_rtt_us", "800",
+        "tshark's initial RTT: the latest SYN to the first ACK after it, µs; 0 without a handshake."),
+    f("handshake_time_us", &["tcp_handshake_time_us"], T::Int, "handshake_time_us", "1200",
+        "The first SYN to the handshake's ACK (SYN retransmissions included), µs."),
+    f("time_to_first_byte_us", &["tcp_time_to_first_byte_us", "ttfb_us"], T::Int, "time_to_first_byte_us", "25000",
+        "The client's first payload byte to the server's first, µs."),
+    f("rtt_min_us", &["tcp_rtt_min_us"], T::Int, "rtt_min_us", "300",
+        "Smallest data RTT sample (a segment to the ACK that ends at its end, tshark's ack_rtt), µs."),
+    f("rtt_max_us", &["tcp_rtt_max_us"], T::Int, "rtt_max_us", "9000",
+        "Largest data RTT sample, µs."),
+    f("rtt_avg_us", &["tcp_rtt_avg_us"], T::Int, "rtt_avg_us", "1100",
+        "Mean data RTT, µs."),
+    f("rtt_samples", &["tcp_rtt_samples"], T::Int, "rtt_samples", "40",
+        "Data RTT samples taken."),
+    f("jitter_us", &["tcp_jitter_us"], T::Int, "jitter_us", "150",
+        "Mean absolute difference between consecutive RTT samples, µs."),
+    f("goodput_bytes", &["tcp_goodput_bytes"], T::Int, "goodput_bytes", "64000",
+        "Payload bytes both ways, retransmitted copies left out."),
 ];
+
+/// Each protocol's own call fields ([`crate::Attrs`]), one line per
+/// protocol; each slice starts with the protocol's flag (a `bool` named
+/// like the protocol, true when `protocol` is that protocol) and lives in
+/// `crates/model/src/protocols/<name>.rs`.
+pub static PROTOCOL_FIELDS: &[&[FieldDef]] = &[
+    crate::protocols::grpc::FIELDS,
+    crate::protocols::ws::FIELDS,
+    crate::protocols::redis::FIELDS,
+    crate::protocols::postgresql::FIELDS,
+    crate::protocols::mysql::FIELDS,
+    crate::protocols::kafka::FIELDS,
+    crate::protocols::mongodb::FIELDS,
+    crate::protocols::amqp::FIELDS,
+    crate::protocols::tls::FIELDS,
+];
+
+/// Every field of an API call, in column order: [`COMMON_CALL_FIELDS`]
+/// then each slice of [`PROTOCOL_FIELDS`].
+pub fn call_fields() -> &'static [FieldDef] {
+    static ALL: std::sync::LazyLock<Vec<FieldDef>> = std::sync::LazyLock::new(|| {
+        let mut all = COMMON_CALL_FIELDS.to_vec();
+        for slice in PROTOCOL_FIELDS {
+            all.extend_from_slice(slice);
+        }
+        all
+    });
+    &ALL
+}
+
+/// True when `d` is a protocol-specific field (stored in [`crate::Attrs`]).
+pub fn is_protocol_field(d: &FieldDef) -> bool {
+    PROTOCOL_FIELDS
+        .iter()
+        .any(|slice| slice.iter().any(|p| p.name == d.name))
+}
 
 /// The field `name` names in `fields`, by KFL2 name or alias.
 pub fn lookup<'a>(fields: &'a [FieldDef], name: &str) -> Option<&'a FieldDef> {
@@ -309,14 +451,14 @@ mod tests {
 
     #[test]
     fn columns_follow_the_naming_rule() {
-        for d in CALL_FIELDS.iter().chain(FLOW_FIELDS) {
+        for d in call_fields().iter().chain(FLOW_FIELDS) {
             assert_eq!(d.column, column_name(d.name), "{}", d.name);
         }
     }
 
     #[test]
     fn names_and_aliases_are_unique_per_table() {
-        for table in [CALL_FIELDS, FLOW_FIELDS] {
+        for table in [call_fields(), FLOW_FIELDS] {
             let mut seen = std::collections::BTreeSet::new();
             for d in table {
                 for n in std::iter::once(&d.name).chain(d.aliases) {
@@ -332,7 +474,7 @@ mod tests {
 
     #[test]
     fn every_field_is_documented() {
-        for d in CALL_FIELDS.iter().chain(FLOW_FIELDS) {
+        for d in call_fields().iter().chain(FLOW_FIELDS) {
             assert!(d.doc.ends_with('.'), "{}: doc must be a sentence", d.name);
             assert!(
                 d.ty == FieldType::PayloadRef || !d.example.is_empty(),
@@ -343,19 +485,39 @@ mod tests {
     }
 
     #[test]
+    fn protocol_slices_start_with_their_flag() {
+        for slice in PROTOCOL_FIELDS {
+            let flag = slice.first().expect("a protocol slice is never empty");
+            assert_eq!(flag.ty, FieldType::Bool, "{}", flag.name);
+            assert!(
+                crate::Protocol::from_name(flag.name).is_some(),
+                "{} is not a protocol",
+                flag.name
+            );
+            for d in *slice {
+                assert!(
+                    !matches!(d.ty, FieldType::PayloadRef | FieldType::Timestamp),
+                    "{}: protocol fields hold plain values",
+                    d.name
+                );
+            }
+        }
+    }
+
+    #[test]
     fn lookup_resolves_aliases() {
         assert_eq!(
-            lookup(CALL_FIELDS, "response.status").map(|d| d.name),
+            lookup(call_fields(), "response.status").map(|d| d.name),
             Some("status_code")
         );
         assert_eq!(
-            lookup(CALL_FIELDS, "elapsedTime").map(|d| d.name),
+            lookup(call_fields(), "elapsedTime").map(|d| d.name),
             Some("elapsed_time")
         );
         assert_eq!(
-            lookup(CALL_FIELDS, "src.pod.name").map(|d| d.column),
+            lookup(call_fields(), "src.pod.name").map(|d| d.column),
             Some("src_pod_name")
         );
-        assert!(lookup(CALL_FIELDS, "response.statuss").is_none());
+        assert!(lookup(call_fields(), "response.statuss").is_none());
     }
 }
