@@ -417,7 +417,7 @@ impl Worker {
             return Err(e);
         }
         for f in self.pipeline.drain_flows() {
-            self.flows.append(&f);
+            self.flows.append_resolved(&f, self.resolver.as_deref());
         }
         if self.calls.is_full() {
             self.flush_calls()?;
@@ -576,6 +576,102 @@ pub fn index_capture(
             workloads: opts.workloads.as_ref().map_or(0, Workloads::len),
         })
     });
+    if result.is_err() {
+        // Best effort: the error being returned matters more than this one.
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result
+}
+
+/// Writes an index of calls that come from somewhere other than a capture
+/// (the benchmark's call generator, later imports of another tool's
+/// calls): the `calls` table in the order given — in timestamp order, row
+/// groups then cover disjoint time ranges and time filters and sorts skip
+/// them by their statistics — with an empty `flows` table and no payloads.
+/// Same layout, writer settings, manifest and atomic install as
+/// [`index_capture`]; `source` is what the manifest names as the input.
+/// Batches are built on the calling thread and encoded on another.
+pub fn index_calls(
+    calls: impl Iterator<Item = Call>,
+    out_dir: &Path,
+    source: &str,
+    overwrite: bool,
+) -> Result<Manifest, IndexError> {
+    check_output(out_dir, overwrite)?;
+    remove_stale_tmp_dirs(out_dir)?;
+    let tmp = tmp_dir_for(out_dir);
+    let result = (|| {
+        for sub in ["calls", "flows", PAYLOAD_DIR] {
+            let d = tmp.join(sub);
+            std::fs::create_dir_all(&d).map_err(IndexError::io(&d))?;
+        }
+        let (tx, rx) = mpsc::sync_channel::<RecordBatch>(CHANNEL_BATCHES);
+        let writer_dir = tmp.clone();
+        let writer = std::thread::Builder::new()
+            .name("trawl-index-write".into())
+            .spawn(move || {
+                let mut parts = PartWriter::new(&writer_dir, "calls", 0, calls_schema());
+                for batch in rx {
+                    parts.write(&batch)?;
+                }
+                parts.finish()
+            })
+            .map_err(IndexError::io(&tmp))?;
+        let mut builder = CallBatchBuilder::new();
+        let (mut n, mut first_ts, mut last_ts) = (0u64, None, 0i64);
+        let send = |b: &mut CallBatchBuilder| -> Result<(), IndexError> {
+            let batch = b.finish()?;
+            // A closed channel means the writer failed: its error is
+            // returned by `join` below.
+            let _ = tx.send(batch);
+            Ok(())
+        };
+        for call in calls {
+            first_ts.get_or_insert(call.timestamp);
+            last_ts = call.timestamp;
+            builder.append(&call, None, None)?;
+            n += 1;
+            if builder.is_full() {
+                send(&mut builder)?;
+            }
+        }
+        if !builder.is_empty() {
+            send(&mut builder)?;
+        }
+        drop(tx);
+        let calls_parts = writer
+            .join()
+            .map_err(|_| IndexError::Worker("the Parquet writer thread panicked".into()))??;
+        let first_ts = first_ts.unwrap_or(0);
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+        let manifest = Manifest {
+            schema_version: SCHEMA_VERSION,
+            source: source.to_string(),
+            source_bytes: 0,
+            node: IndexOptions::default().node,
+            packets: 0,
+            bytes: 0,
+            calls: n,
+            flows: 0,
+            first_ts,
+            last_ts,
+            first_time: rfc3339_nanos(first_ts),
+            last_time: rfc3339_nanos(last_ts),
+            created: rfc3339_nanos(created),
+            shards: 1,
+            max_body_bytes: 0,
+            capture_error: None,
+            calls_parts,
+            flows_parts: Vec::new(),
+            payload_parts: Vec::new(),
+        };
+        write_manifest(&tmp, &manifest)?;
+        sync_dir(&tmp)?;
+        install(&tmp, out_dir, overwrite)?;
+        Ok(manifest)
+    })();
     if result.is_err() {
         // Best effort: the error being returned matters more than this one.
         let _ = std::fs::remove_dir_all(&tmp);

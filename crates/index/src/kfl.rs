@@ -1,18 +1,27 @@
 //! KFL over an index: a filter checked by `trawl-kfl` is compiled once into
 //! a DataFusion expression over the `calls` table ([`to_datafusion`]), so
 //! it runs vectorised and pushes down into the Parquet scan, and [`query`]
-//! pages through the matching calls. Called by `trawl query`; later by the
-//! hub and the MCP server.
+//! pages through the matching calls. Called by `trawl query` and
+//! `trawl stats`; later by the hub and the MCP server.
 //!
 //! Semantics follow the reference interpreter (`Filter::matches`): where
 //! CEL raises an error (a missing map key, an index out of range, a
 //! division by zero) the compiled expression yields SQL NULL, and NULL
 //! behaves like a CEL error under `&&`, `||`, `!` and in the final filter
 //! (false wins over it in `&&`, true wins in `||`, and a row whose filter
-//! is NULL does not match). Macros (`exists`, `all`, …), map and list
-//! literals outside `in`, and `timestamp()`/`duration()` of non-literals
-//! are not compiled yet: they are refused with their position.
-
+//! is NULL does not match).
+//!
+//! Each node is translated to native DataFusion where there is a direct
+//! equivalent, macros included (`l.exists(x, x == c)` is `array_has`,
+//! `l.all(x, x != c)` its negation, `l.exists_one(x, x == c)` counts
+//! `array_positions`, `l.filter(x, x != c)` is `array_remove_all`). A
+//! node with none (any other macro body, map literals, timestamp and
+//! duration arithmetic, `timestamp()` of a field, …) is evaluated by the
+//! interpreter through a scalar UDF over the columns it reads
+//! (`udf::KflUdf`), at the smallest enclosing node that has no free macro
+//! variable and an Arrow type; the rest of the filter stays native, so
+//! `http && status_code >= 500 && headers.exists(k, k.startsWith("x-"))`
+//! still prunes row groups by status code.
 use std::path::Path;
 use std::sync::Arc;
 
@@ -21,20 +30,22 @@ use arrow::datatypes::SchemaRef;
 use base64::Engine as _;
 use datafusion::common::{Column, ScalarValue};
 use datafusion::functions::expr_fn::{
-    character_length, coalesce, contains, ends_with, octet_length, regexp_like, starts_with,
+    character_length, coalesce, contains, ends_with, regexp_like, starts_with,
 };
 use datafusion::functions_nested::expr_fn::{
     array_element, array_has, cardinality, map_extract, map_keys,
 };
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, cast, lit, when};
 use trawl_kfl::{
-    ArithOp, Catalogue, CmpOp, ExprKind, FieldSpec, Filter, Function, KflError, MacroKind, Pattern,
-    Span, Type, Value,
+    ArithOp, Catalogue, CmpOp, Comprehension, ExprKind, FieldSpec, Filter, Function, KflError,
+    MacroKind, Pattern, Span, Type, Value,
 };
-use trawl_model::catalogue::{CALL_FIELDS, FieldDef, FieldType};
+use trawl_model::catalogue::{FieldDef, FieldType, call_fields};
 
 use crate::IndexError;
 use crate::sql::session;
+
+mod udf;
 
 /// Most rows one page may ask for. A page is held in memory and printed;
 /// 100 000 calls is already far more than a person reads, and an agent
@@ -150,6 +161,7 @@ pub fn to_datafusion(filter: &Filter, fields: &[FieldDef]) -> Result<Expr, KflTo
     let c = Compiler {
         src: filter.source(),
         fields: kfl_fields(fields),
+        now: now_ns(),
     };
     c.expr(e)
 }
@@ -157,6 +169,8 @@ pub fn to_datafusion(filter: &Filter, fields: &[FieldDef]) -> Result<Expr, KflTo
 struct Compiler<'a> {
     src: &'a str,
     fields: Vec<&'a FieldDef>,
+    /// The value of `now()`, fixed once per query for both paths.
+    now: i64,
 }
 
 fn column(name: &str) -> Expr {
@@ -178,7 +192,48 @@ impl Compiler<'_> {
         }
     }
 
+    /// The native translation of `e`, or, when it has none, the
+    /// interpreter's evaluation of `e` as a UDF (when `e` can be cut out:
+    /// no free variables and an Arrow type; else the error goes up to the
+    /// parent, which tries the same).
     fn expr(&self, e: &trawl_kfl::Expr) -> Result<Expr, KflToSqlError> {
+        match self.native(e) {
+            Ok(x) => Ok(x),
+            Err(err) => self.fallback(e).ok_or(err),
+        }
+    }
+
+    /// `e` evaluated by the interpreter: a UDF over the columns it reads,
+    /// or a constant when it reads none.
+    fn fallback(&self, e: &trawl_kfl::Expr) -> Option<Expr> {
+        if e.has_free_vars() {
+            return None;
+        }
+        let ret = udf::arrow_of(&e.ty)?;
+        let ctx = trawl_kfl::EvalContext { now: self.now };
+        let read = e.fields_read();
+        if read.is_empty() {
+            struct NoFields;
+            impl trawl_kfl::Record for NoFields {
+                fn field(&self, _idx: usize) -> Value {
+                    Value::Null
+                }
+            }
+            let v = trawl_kfl::eval_expr(e, &NoFields, &ctx).ok();
+            return udf::scalar_of(&e.ty, v).ok().map(lit);
+        }
+        let mut args = Vec::with_capacity(read.len());
+        let mut cols = Vec::with_capacity(read.len());
+        for idx in read {
+            let f = self.fields.get(idx)?;
+            args.push((idx, kfl_type(f.ty)?));
+            cols.push(column(f.column));
+        }
+        let u = udf::KflUdf::new(self.src, e, args, ret, ctx);
+        Some(datafusion::logical_expr::ScalarUDF::new_from_impl(u).call(cols))
+    }
+
+    fn native(&self, e: &trawl_kfl::Expr) -> Result<Expr, KflToSqlError> {
         use ExprKind as K;
         Ok(match &e.kind {
             K::Literal(v) => self.literal(v, e.span)?,
@@ -224,22 +279,82 @@ impl Compiler<'_> {
                 };
                 regexp_like(self.expr(s)?, pat, None)
             }
-            K::Comprehension(c) => {
-                let name = match c.kind {
-                    MacroKind::Exists => "`exists`",
-                    MacroKind::All => "`all`",
-                    MacroKind::ExistsOne => "`exists_one`",
-                    MacroKind::Filter => "`filter`",
-                    MacroKind::Map => "`map`",
-                };
-                return Err(self.unsupported(e.span, name));
-            }
+            K::Comprehension(c) => self.comprehension(c, e.span)?,
         })
+    }
+
+    /// The macros that have a direct array function: a body comparing the
+    /// variable with a literal or a field (which cannot fail, so CEL's
+    /// error absorption over elements does not arise).
+    fn comprehension(&self, c: &Comprehension, span: Span) -> Result<Expr, KflToSqlError> {
+        let name = match c.kind {
+            MacroKind::Exists => "`exists`",
+            MacroKind::All => "`all`",
+            MacroKind::ExistsOne => "`exists_one`",
+            MacroKind::Filter => "`filter`",
+            MacroKind::Map => "`map`",
+        };
+        let refuse = || self.unsupported(span, &format!("this {name}"));
+        let (range, elem_ty) = match &c.range.ty {
+            Type::List(t) => (self.native(&c.range)?, (**t).clone()),
+            Type::Map(k, _) => (map_keys(self.native(&c.range)?), (**k).clone()),
+            _ => return Err(refuse()),
+        };
+        if c.filter.is_some() {
+            return Err(refuse());
+        }
+        let is_var = |x: &trawl_kfl::Expr| matches!(x.kind, ExprKind::Var(v) if v == c.var);
+        // `x == e`, `e == x` (or `!=`) with `e` a literal or field of the
+        // element's type.
+        let operand = |op: CmpOp| -> Option<&trawl_kfl::Expr> {
+            let ExprKind::Compare(o, a, b) = &c.body.kind else {
+                return None;
+            };
+            let other = match (is_var(a), is_var(b)) {
+                (true, false) => b,
+                (false, true) => a,
+                _ => return None,
+            };
+            let simple = matches!(other.kind, ExprKind::Literal(_) | ExprKind::Field(_));
+            (*o == op && simple && other.ty == elem_ty && elem_ty != Type::Dyn).then_some(&**other)
+        };
+        use datafusion::functions_nested::expr_fn::{array_positions, array_remove_all};
+        match c.kind {
+            MacroKind::Exists => {
+                if let Some(x) = operand(CmpOp::Eq) {
+                    return Ok(array_has(range, self.native(x)?));
+                }
+            }
+            MacroKind::All => {
+                if let Some(x) = operand(CmpOp::Ne) {
+                    return Ok(Expr::Not(Box::new(array_has(range, self.native(x)?))));
+                }
+            }
+            MacroKind::ExistsOne => {
+                if let Some(x) = operand(CmpOp::Eq) {
+                    let n = cardinality(array_positions(range, self.native(x)?));
+                    return Ok(n.eq(lit(1u64)));
+                }
+            }
+            MacroKind::Filter => {
+                if let Some(x) = operand(CmpOp::Ne) {
+                    return Ok(array_remove_all(range, self.native(x)?));
+                }
+            }
+            MacroKind::Map => {
+                if is_var(&c.body) && matches!(c.range.ty, Type::List(_)) {
+                    return Ok(range);
+                }
+            }
+        }
+        Err(refuse())
     }
 
     fn literal(&self, v: &Value, span: Span) -> Result<Expr, KflToSqlError> {
         Ok(lit(match v {
-            Value::Null => ScalarValue::Null,
+            // CEL's `null == null` is true, SQL's NULL = NULL is NULL: the
+            // interpreter decides comparisons with null.
+            Value::Null => return Err(self.unsupported(span, "null")),
             Value::Bool(b) => ScalarValue::Boolean(Some(*b)),
             Value::Int(i) => ScalarValue::Int64(Some(*i)),
             Value::Uint(u) => ScalarValue::UInt64(Some(*u)),
@@ -374,7 +489,8 @@ impl Compiler<'_> {
             Function::Size => {
                 let n = match ty0 {
                     Type::String => character_length(a(0)?),
-                    Type::Bytes => octet_length(a(0)?),
+                    // DataFusion's octet_length takes strings only.
+                    Type::Bytes => return Err(self.unsupported(span, "size() of bytes")),
                     Type::List(_) | Type::Map(_, _) => cardinality(a(0)?),
                     t => return Err(self.unsupported(span, &format!("size() of {t}"))),
                 };
@@ -385,7 +501,7 @@ impl Compiler<'_> {
                 a(2)?,
             ]),
             Function::Now => lit(ScalarValue::TimestampNanosecond(
-                Some(now_ns()),
+                Some(self.now),
                 Some("UTC".into()),
             )),
             Function::ToInt | Function::ToUint | Function::ToDouble | Function::ToString => {
@@ -527,10 +643,10 @@ pub fn query(dir: &Path, kfl: &str, opts: &QueryOptions) -> Result<CallPage, Kfl
     if opts.limit == 0 || opts.limit > MAX_QUERY_LIMIT {
         return Err(KflQueryError::BadLimit(opts.limit));
     }
-    let cat = catalogue_for_kfl(CALL_FIELDS);
-    let fields = kfl_fields(CALL_FIELDS);
+    let cat = catalogue_for_kfl(call_fields());
+    let fields = kfl_fields(call_fields());
     let filter = trawl_kfl::compile(kfl, &cat)?;
-    let predicate = to_datafusion(&filter, CALL_FIELDS)?;
+    let predicate = to_datafusion(&filter, call_fields())?;
     let offset = opts
         .cursor
         .as_deref()
@@ -590,15 +706,15 @@ mod tests {
     use super::*;
 
     fn compile(src: &str) -> Result<Expr, KflToSqlError> {
-        let cat = catalogue_for_kfl(CALL_FIELDS);
-        to_datafusion(&trawl_kfl::compile(src, &cat).unwrap(), CALL_FIELDS)
+        let cat = catalogue_for_kfl(call_fields());
+        to_datafusion(&trawl_kfl::compile(src, &cat).unwrap(), call_fields())
     }
 
     #[test]
     fn catalogue_leaves_out_payloads_and_keeps_aliases() {
-        let cat = catalogue_for_kfl(CALL_FIELDS);
+        let cat = catalogue_for_kfl(call_fields());
         assert!(cat.lookup("response.status").is_some());
-        assert!(cat.fields().len() < CALL_FIELDS.len());
+        assert!(cat.fields().len() < call_fields().len());
         let i = cat.lookup("request.headers").unwrap();
         assert_eq!(
             cat.get(i).unwrap().ty,
@@ -613,10 +729,71 @@ mod tests {
     }
 
     #[test]
-    fn macros_are_refused_with_position() {
-        let err = compile("http && request.headers.exists(k, k == \"x\")").unwrap_err();
-        assert_eq!(err.message, "`exists` is not supported in queries yet");
-        assert_eq!((err.line, err.col), (1, 9));
+    fn macros_with_an_array_function_stay_native() {
+        for (src, want) in [
+            (
+                "dns_answers.exists(a, a == \"x\")",
+                "array_has(dns_answers, Utf8(\"x\"))",
+            ),
+            (
+                "request.headers.exists(k, \"host\" == k)",
+                "array_has(map_keys(request_headers), Utf8(\"host\"))",
+            ),
+            (
+                "dns_answers.all(a, a != dst.ip)",
+                "NOT array_has(dns_answers, dst_ip)",
+            ),
+            (
+                "dns_answers.exists_one(a, a == \"x\")",
+                "cardinality(array_positions(dns_answers, Utf8(\"x\"))) = UInt64(1)",
+            ),
+            (
+                "size(dns_answers.filter(a, a != \"x\")) > 0",
+                "CAST(cardinality(array_remove_all(dns_answers, Utf8(\"x\"))) AS Int64) > Int64(0)",
+            ),
+        ] {
+            let e = compile(src).unwrap().to_string();
+            assert_eq!(e, want, "{src}");
+        }
+    }
+
+    #[test]
+    fn other_macros_run_the_interpreter_for_the_smallest_closed_part() {
+        let e = compile("http && request.headers.exists(k, k.startsWith(\"x-\"))")
+            .unwrap()
+            .to_string();
+        // `http` stays a plain column (pushed down); only the macro is a UDF
+        // over the one column it reads.
+        assert!(e.starts_with("http AND kfl@8.."), "{e}");
+        assert!(e.ends_with("(request_headers)"), "{e}");
+        // Nested macros: the outer one is cut out whole (the inner one uses
+        // its variable).
+        let e = compile("dns_answers.exists(a, dns_questions.exists(q, q == a))")
+            .unwrap()
+            .to_string();
+        assert!(e.starts_with("kfl@0.."), "{e}");
+        assert!(e.ends_with("(dns_questions, dns_answers)"), "{e}");
+        // Timestamp arithmetic and map literals have no native form either.
+        let e = compile("timestamp - duration(\"1h\") > timestamp(\"2020-01-01T00:00:00Z\")")
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("kfl@0..26(timestamp - duration(\"1h\"))(timestamp)"),
+            "{e}"
+        );
+        // A part that reads no field is folded to its value.
+        assert_eq!(
+            compile("[1, 2].exists(x, x > 1)").unwrap().to_string(),
+            "Boolean(true)"
+        );
+        assert_eq!(
+            compile("{\"a\": 1}[method] == 1")
+                .unwrap()
+                .to_string()
+                .matches("kfl@")
+                .count(),
+            1
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! IP pair ([`indexer`]); queries go through DataFusion ([`sql`]). Called by
 //! the CLI (`trawl index`, `trawl sql`) and, later, the hub and KFL queries.
 
+pub mod flow_stats;
 pub mod indexer;
 pub mod kfl;
 pub mod manifest;

@@ -36,7 +36,16 @@ impl QueryResult {
 /// index in `dir` (checked by its manifest first).
 pub async fn session(dir: &Path) -> Result<SessionContext, IndexError> {
     open_index(dir)?;
-    let config = SessionConfig::new().with_information_schema(true);
+    let mut config = SessionConfig::new().with_information_schema(true);
+    // Late materialisation: filter columns are decoded first and the rest
+    // only for the rows that pass (cheapest predicates first), so a
+    // selective KFL filter over 10 M calls does not decode every header
+    // map; TopK's dynamic filter (`--sort … --limit`) joins the row filter
+    // too. Without it `trawl query` decoded every column of every row
+    // (bench/RESULTS.md, query).
+    let parquet = &mut config.options_mut().execution.parquet;
+    parquet.pushdown_filters = true;
+    parquet.reorder_filters = true;
     let ctx = SessionContext::new_with_config(config);
     for (table, schema) in [("calls", calls_schema()), ("flows", flows_schema())] {
         let path = dir.join(table);

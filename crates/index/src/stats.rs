@@ -38,7 +38,7 @@ use futures::StreamExt as _;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer as _, V2Serializer};
 use serde::{Deserialize, Serialize};
-use trawl_model::catalogue::{CALL_FIELDS, FieldDef, FieldType};
+use trawl_model::catalogue::{FieldDef, FieldType, call_fields};
 
 use crate::IndexError;
 use crate::kfl::{KflQueryError, catalogue_for_kfl, to_datafusion};
@@ -219,8 +219,8 @@ pub fn stats(dir: &Path, kfl: &str, opts: &StatsOptions) -> Result<StatsResult, 
         ))
         .into());
     }
-    let cat = catalogue_for_kfl(CALL_FIELDS);
-    let fields: Vec<&FieldDef> = CALL_FIELDS
+    let cat = catalogue_for_kfl(call_fields());
+    let fields: Vec<&FieldDef> = call_fields()
         .iter()
         .filter(|f| f.ty != FieldType::PayloadRef)
         .collect();
@@ -247,7 +247,7 @@ pub fn stats(dir: &Path, kfl: &str, opts: &StatsOptions) -> Result<StatsResult, 
         by.push(f);
     }
     let filter = trawl_kfl::compile(kfl, &cat)?;
-    let predicate = to_datafusion(&filter, CALL_FIELDS)?;
+    let predicate = to_datafusion(&filter, call_fields())?;
     let mut select: Vec<Expr> = by
         .iter()
         .enumerate()
@@ -266,21 +266,40 @@ pub fn stats(dir: &Path, kfl: &str, opts: &StatsOptions) -> Result<StatsResult, 
         .thread_name("trawl-stats")
         .build()
         .map_err(IndexError::io(dir))?;
-    let mut groups: HashMap<(Vec<String>, Option<i64>), GroupStats> = HashMap::new();
-    runtime.block_on(async {
+    let groups = runtime.block_on(async {
         let ctx = session(dir).await.map_err(KflQueryError::Index)?;
         let df = ctx
             .table("calls")
             .await?
             .filter(predicate)?
             .select(select)?;
-        let mut stream = df.execute_stream().await?;
-        while let Some(batch) = stream.next().await {
-            aggregate(&batch?, by.len(), opts.interval_ns, &mut groups)?;
+        // One aggregator per partition of the scan, on the runtime's
+        // threads (one per core), merged at the end: exact, as merging is.
+        let streams = df.execute_stream_partitioned().await?;
+        let nkeys = by.len();
+        let interval_ns = opts.interval_ns;
+        let tasks: Vec<_> = streams
+            .into_iter()
+            .map(|mut stream| {
+                tokio::spawn(async move {
+                    let mut agg = Aggregator::default();
+                    while let Some(batch) = stream.next().await {
+                        agg.add(&batch?, nkeys, interval_ns)?;
+                    }
+                    Ok::<_, KflQueryError>(agg)
+                })
+            })
+            .collect();
+        let mut total = Aggregator::default();
+        for t in tasks {
+            let agg = t
+                .await
+                .map_err(|e| IndexError::Worker(format!("a stats task failed: {e}")))??;
+            total.merge(agg)?;
         }
-        Ok::<_, KflQueryError>(())
+        Ok::<_, KflQueryError>(total.groups)
     })?;
-    let mut groups: Vec<GroupStats> = groups.into_values().collect();
+    let mut groups = groups;
     sort_groups(&mut groups);
     Ok(StatsResult {
         by: by.iter().map(|f| f.name.to_string()).collect(),
@@ -293,107 +312,153 @@ fn bad_column(name: &str) -> IndexError {
     IndexError::InvalidOption(format!("stats: unexpected type of column {name}"))
 }
 
-/// Adds the rows of one batch (columns g0.., ts, elapsed_time,
-/// status_code, protocol, has_request, has_response) to `groups`.
-fn aggregate(
-    b: &RecordBatch,
-    nkeys: usize,
-    interval_ns: Option<i64>,
-    groups: &mut HashMap<(Vec<String>, Option<i64>), GroupStats>,
-) -> Result<(), IndexError> {
-    let col = |name: &str| {
-        b.column_by_name(name)
-            .ok_or_else(|| bad_column(name))
-            .cloned()
-    };
-    let keys = (0..nkeys)
-        .map(|i| {
-            let name = format!("g{i}");
-            let c = col(&name)?;
-            c.as_string_opt::<i32>()
-                .cloned()
-                .ok_or_else(|| bad_column(&name))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let ts = col("ts")?;
-    let ts = ts
-        .as_primitive_opt::<Int64Type>()
-        .ok_or_else(|| bad_column("ts"))?;
-    let elapsed = col("elapsed_time")?;
-    let elapsed = elapsed
-        .as_primitive_opt::<Int64Type>()
-        .ok_or_else(|| bad_column("elapsed_time"))?;
-    let status = col("status_code")?;
-    let status = status
-        .as_primitive_opt::<Int64Type>()
-        .ok_or_else(|| bad_column("status_code"))?;
-    let protocol = col("protocol")?;
-    let protocol = protocol
-        .as_string_opt::<i32>()
-        .ok_or_else(|| bad_column("protocol"))?;
-    let has_req = col("has_request")?;
-    let has_req = has_req
-        .as_boolean_opt()
-        .ok_or_else(|| bad_column("has_request"))?;
-    let has_resp = col("has_response")?;
-    let has_resp = has_resp
-        .as_boolean_opt()
-        .ok_or_else(|| bad_column("has_response"))?;
-    for row in 0..b.num_rows() {
-        let key: Vec<String> = keys
-            .iter()
-            .map(|k| {
-                if k.is_null(row) {
-                    String::new()
-                } else {
-                    k.value(row).to_string()
-                }
-            })
-            .collect();
-        let bucket = interval_ns.map(|i| ts.value(row).div_euclid(i).saturating_mul(i));
-        let g = groups
-            .entry((key.clone(), bucket))
-            .or_insert_with(|| GroupStats::new(key, bucket));
-        g.count += 1;
-        let answered = has_resp.value(row);
-        let code = status.value(row);
-        if !answered {
-            g.no_response += 1;
-            g.errors += 1;
-        } else {
-            match protocol.value(row) {
-                "http" => {
-                    if let Some(c) = usize::try_from(code / 100)
-                        .ok()
-                        .and_then(|c| c.checked_sub(1))
-                        .and_then(|c| g.http_classes.get_mut(c))
-                    {
-                        *c += 1;
-                    }
-                    if (500..600).contains(&code) {
-                        g.errors += 1;
-                    }
-                }
-                "dns" if code == 0 => g.dns_ok += 1,
-                "dns" => {
-                    g.dns_error += 1;
-                    g.errors += 1;
-                }
-                _ => {}
-            }
-            if has_req.value(row) {
-                let us = u64::try_from(elapsed.value(row)).unwrap_or(0);
-                g.latency_us.record(us).map_err(|e| {
-                    IndexError::InvalidOption(format!("cannot record latency {us} µs: {e:?}"))
-                })?;
+/// Groups being aggregated. A row finds its group by its key encoded into
+/// a reused buffer (each key value length-prefixed, then the bucket), so
+/// only a new group allocates: millions of rows cost a hash and a lookup
+/// each.
+#[derive(Default)]
+struct Aggregator {
+    at: HashMap<Vec<u8>, usize>,
+    groups: Vec<GroupStats>,
+    buf: Vec<u8>,
+}
+
+fn encode_key<'a>(buf: &mut Vec<u8>, key: impl Iterator<Item = &'a str>, bucket: Option<i64>) {
+    buf.clear();
+    for k in key {
+        buf.extend_from_slice(&(k.len() as u64).to_le_bytes());
+        buf.extend_from_slice(k.as_bytes());
+    }
+    if let Some(b) = bucket {
+        buf.extend_from_slice(&b.to_le_bytes());
+    }
+}
+
+impl Aggregator {
+    /// The index of the group of `key` and `bucket`, created when new.
+    fn group<'a>(
+        &mut self,
+        key: impl Iterator<Item = &'a str> + Clone,
+        bucket: Option<i64>,
+    ) -> usize {
+        encode_key(&mut self.buf, key.clone(), bucket);
+        if let Some(&i) = self.at.get(self.buf.as_slice()) {
+            return i;
+        }
+        let i = self.groups.len();
+        self.groups
+            .push(GroupStats::new(key.map(str::to_string).collect(), bucket));
+        self.at.insert(self.buf.clone(), i);
+        i
+    }
+
+    /// Adds another partition's groups.
+    fn merge(&mut self, other: Aggregator) -> Result<(), IndexError> {
+        for g in other.groups {
+            let i = self.group(g.key.iter().map(String::as_str), g.bucket_start_ns);
+            if let Some(mine) = self.groups.get_mut(i) {
+                mine.merge(&g)?;
             }
         }
+        Ok(())
     }
-    Ok(())
+
+    /// Adds the rows of one batch (columns g0.., ts, elapsed_time,
+    /// status_code, protocol, has_request, has_response).
+    fn add(
+        &mut self,
+        b: &RecordBatch,
+        nkeys: usize,
+        interval_ns: Option<i64>,
+    ) -> Result<(), IndexError> {
+        let col = |name: &str| {
+            b.column_by_name(name)
+                .ok_or_else(|| bad_column(name))
+                .cloned()
+        };
+        let keys = (0..nkeys)
+            .map(|i| {
+                let name = format!("g{i}");
+                let c = col(&name)?;
+                c.as_string_opt::<i32>()
+                    .cloned()
+                    .ok_or_else(|| bad_column(&name))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let ts = col("ts")?;
+        let ts = ts
+            .as_primitive_opt::<Int64Type>()
+            .ok_or_else(|| bad_column("ts"))?;
+        let elapsed = col("elapsed_time")?;
+        let elapsed = elapsed
+            .as_primitive_opt::<Int64Type>()
+            .ok_or_else(|| bad_column("elapsed_time"))?;
+        let status = col("status_code")?;
+        let status = status
+            .as_primitive_opt::<Int64Type>()
+            .ok_or_else(|| bad_column("status_code"))?;
+        let protocol = col("protocol")?;
+        let protocol = protocol
+            .as_string_opt::<i32>()
+            .ok_or_else(|| bad_column("protocol"))?;
+        let has_req = col("has_request")?;
+        let has_req = has_req
+            .as_boolean_opt()
+            .ok_or_else(|| bad_column("has_request"))?;
+        let has_resp = col("has_response")?;
+        let has_resp = has_resp
+            .as_boolean_opt()
+            .ok_or_else(|| bad_column("has_response"))?;
+        for row in 0..b.num_rows() {
+            let key = keys
+                .iter()
+                .map(|k| if k.is_null(row) { "" } else { k.value(row) });
+            let bucket = interval_ns.map(|i| ts.value(row).div_euclid(i).saturating_mul(i));
+            let i = self.group(key, bucket);
+            let Some(g) = self.groups.get_mut(i) else {
+                continue;
+            };
+            g.count += 1;
+            let answered = has_resp.value(row);
+            let code = status.value(row);
+            if !answered {
+                g.no_response += 1;
+                g.errors += 1;
+            } else {
+                match protocol.value(row) {
+                    "http" => {
+                        if let Some(c) = usize::try_from(code / 100)
+                            .ok()
+                            .and_then(|c| c.checked_sub(1))
+                            .and_then(|c| g.http_classes.get_mut(c))
+                        {
+                            *c += 1;
+                        }
+                        if (500..600).contains(&code) {
+                            g.errors += 1;
+                        }
+                    }
+                    "dns" if code == 0 => g.dns_ok += 1,
+                    "dns" => {
+                        g.dns_error += 1;
+                        g.errors += 1;
+                    }
+                    _ => {}
+                }
+                if has_req.value(row) {
+                    let us = u64::try_from(elapsed.value(row)).unwrap_or(0);
+                    g.latency_us.record(us).map_err(|e| {
+                        IndexError::InvalidOption(format!("cannot record latency {us} µs: {e:?}"))
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Serde of a histogram as base64 of its V2 serialisation.
-mod histogram_b64 {
+pub(crate) mod histogram_b64 {
     use super::*;
 
     pub fn serialize<S: serde::Serializer>(h: &Histogram<u64>, s: S) -> Result<S::Ok, S::Error> {
@@ -426,6 +491,28 @@ mod tests {
             g.latency_us.record(l).unwrap();
         }
         g
+    }
+
+    #[test]
+    fn keys_encode_unambiguously_and_partitions_merge() {
+        let enc = |k: &[&str], b: Option<i64>| {
+            let mut buf = Vec::new();
+            encode_key(&mut buf, k.iter().copied(), b);
+            buf
+        };
+        assert_ne!(enc(&["a", "bc"], None), enc(&["ab", "c"], None));
+        assert_ne!(enc(&["a"], Some(0)), enc(&["a"], None));
+        let mut a = Aggregator::default();
+        let mut b = Aggregator::default();
+        let i = a.group(["/x", "GET"].into_iter(), None);
+        a.groups[i].count = 2;
+        let j = b.group(["/x", "GET"].into_iter(), None);
+        b.groups[j].count = 3;
+        b.group(["/y", "GET"].into_iter(), None);
+        a.merge(b).unwrap();
+        assert_eq!(a.groups.len(), 2);
+        assert_eq!(a.groups[i].count, 5);
+        assert_eq!(a.groups[i].key, ["/x", "GET"]);
     }
 
     #[test]

@@ -67,6 +67,24 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// An evaluator for a sub-expression cut out of a larger filter: the
+    /// slots of the comprehensions that enclosed it (unused, since the
+    /// sub-expression has no free variables) are held by nulls so that
+    /// its own variables land in the slots the checker gave them.
+    pub(crate) fn for_subexpression(
+        rec: &'a dyn Record,
+        ctx: &'a EvalContext,
+        e: &Expr,
+    ) -> Evaluator<'a> {
+        let slots = e.max_var_slot().unwrap_or(0);
+        Evaluator {
+            rec,
+            ctx,
+            env: vec![Value::Null; slots],
+            cost: 0,
+        }
+    }
+
     fn charge(&mut self, n: usize, span: Span) -> Result<(), EvalError> {
         self.cost = self.cost.saturating_add(n as u64);
         if self.cost > MAX_EVAL_COST {

@@ -102,6 +102,15 @@ pub fn compile_expr(src: &str, cat: &Catalogue) -> Result<Filter, KflError> {
     })
 }
 
+/// Evaluates one sub-expression of a checked filter on `rec`, as the
+/// whole filter's evaluation would: used by the query engine for the parts
+/// of a filter it runs through the interpreter rather than natively. An
+/// expression with free variables (see [`Expr::has_free_vars`]) is an
+/// error ("unbound variable"), not a panic.
+pub fn eval_expr(e: &Expr, rec: &dyn Record, ctx: &EvalContext) -> Result<Value, EvalError> {
+    eval::Evaluator::for_subexpression(rec, ctx, e).eval(e)
+}
+
 impl Filter {
     pub fn source(&self) -> &str {
         &self.source
