@@ -1,8 +1,14 @@
-//! The raw-store verbs that work directly on a data directory:
-//! `trawl import`, `trawl snapshot create|list|show|delete`,
-//! `trawl export pcap` and `trawl boundaries`. A running `trawl tap` owns
-//! the same directory; these verbs only read its raw store (snapshots copy
-//! segments, never change them), so they are safe beside it.
+//! The raw-store verbs: `trawl import`, `trawl snapshot
+//! create|list|show|delete`, `trawl export pcap` and `trawl boundaries`.
+//!
+//! `snapshot`, `export` and `boundaries` work against a running `trawl tap`
+//! through its HTTP API (`--url`, or the default address when a tap
+//! answers there; see `hub_client.rs`), or directly on a data directory
+//! (`--data DIR`, or the default directory when no tap answers). A running
+//! tap owns the same directory; working on it directly only reads its raw
+//! store (snapshots copy segments, never change them), so it is safe
+//! beside it, but misses the last second the tap has not flushed yet.
+//! `trawl import` always works on a data directory.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -11,15 +17,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
-use trawl_capture::compile_filter;
-use trawl_capture::filter::bpf::{self, Ancillary};
-use trawl_packet::capfile::MAX_CAPLEN;
-use trawl_packet::{LinkType, RawPacket};
+use serde_json::{Value, json};
+use trawl_hub::api::packet_filter;
 use trawl_rawstore::{
-    ExportFormat, ExportOptions, ImportRequest, PacketFilter, SnapshotManifest, SnapshotRequest,
-    create_snapshot, delete_snapshot, export, get_snapshot, import_pcap, list_nodes,
-    list_snapshots, parse_time, parse_window, read_node_dir,
+    ExportFormat, ExportOptions, ImportRequest, SnapshotManifest, SnapshotRequest, create_snapshot,
+    delete_snapshot, export, get_snapshot, import_pcap, list_nodes, list_snapshots, parse_time,
+    parse_window, read_node_dir,
 };
+
+use crate::hub_client::{DEFAULT_URL, HubClient};
 
 use trawl_model::time::rfc3339_micros;
 
@@ -38,15 +44,50 @@ pub fn default_data_dir() -> PathBuf {
 
 #[derive(Debug, clap::Args)]
 pub struct DataArg {
-    /// Data directory (raw store and snapshots) [default: $TRAWL_DATA,
-    /// else ~/.local/share/trawl].
+    /// Data directory (raw store and snapshots) [default: the API of a
+    /// running `trawl tap` if one answers at http://127.0.0.1:9900, else
+    /// $TRAWL_DATA, else ~/.local/share/trawl].
     #[arg(long, global = true)]
     data: Option<PathBuf>,
+    /// The API of a running `trawl tap` (e.g. http://127.0.0.1:9900).
+    #[arg(long, global = true, conflicts_with = "data")]
+    url: Option<String>,
+    /// Bearer token of that API [default: $TRAWL_TOKEN].
+    #[arg(long, global = true)]
+    token: Option<String>,
+}
+
+/// What a verb works on.
+enum Target {
+    Dir(PathBuf),
+    Api(HubClient),
 }
 
 impl DataArg {
     fn dir(&self) -> PathBuf {
         self.data.clone().unwrap_or_else(default_data_dir)
+    }
+
+    fn token(&self) -> Option<String> {
+        self.token
+            .clone()
+            .or_else(|| std::env::var("TRAWL_TOKEN").ok())
+            .filter(|t| !t.is_empty())
+    }
+
+    /// `--data` wins, then `--url`, then a tap answering at the default
+    /// address, then the default data directory.
+    fn target(&self) -> anyhow::Result<Target> {
+        if let Some(d) = &self.data {
+            return Ok(Target::Dir(d.clone()));
+        }
+        if let Some(u) = &self.url {
+            return Ok(Target::Api(HubClient::connect(u, self.token())?));
+        }
+        if let Some(c) = HubClient::probe(DEFAULT_URL, self.token()) {
+            return Ok(Target::Api(c));
+        }
+        Ok(Target::Dir(default_data_dir()))
     }
 }
 
@@ -72,6 +113,9 @@ pub struct ImportArgs {
 
 /// `trawl import FILE`: a capture file becomes a snapshot; prints its id.
 pub fn import(args: &ImportArgs) -> anyhow::Result<()> {
+    if args.data.url.is_some() {
+        bail!("trawl import works on a data directory: give --data DIR instead of --url");
+    }
     let name = args.name.clone().unwrap_or_else(|| {
         args.file
             .file_name()
@@ -137,6 +181,20 @@ pub enum SnapshotCommand {
 }
 
 pub fn snapshot(cmd: &SnapshotCommand) -> anyhow::Result<()> {
+    let data = match cmd {
+        SnapshotCommand::Create { data, .. }
+        | SnapshotCommand::List { data, .. }
+        | SnapshotCommand::Show { data, .. }
+        | SnapshotCommand::Delete { data, .. } => data,
+    };
+    match data.target()? {
+        Target::Api(c) => snapshot_api(cmd, &c),
+        Target::Dir(dir) => snapshot_dir(cmd, &dir),
+    }
+}
+
+/// The snapshot verbs through a tap's API.
+fn snapshot_api(cmd: &SnapshotCommand, c: &HubClient) -> anyhow::Result<()> {
     match cmd {
         SnapshotCommand::Create {
             last,
@@ -144,11 +202,84 @@ pub fn snapshot(cmd: &SnapshotCommand) -> anyhow::Result<()> {
             to,
             name,
             nodes,
-            data,
+            ..
         } => {
-            let dir = data.dir();
+            let mut body = json!({ "name": name, "nodes": nodes });
+            for (k, v) in [("last", last), ("from", from), ("to", to)] {
+                if let Some(v) = v {
+                    body[k] = json!(v);
+                }
+            }
+            let m = c.post("/api/v1/snapshots", &body)?;
+            for w in m["warnings"].as_array().into_iter().flatten() {
+                eprintln!("warning: {}", w.as_str().unwrap_or_default());
+            }
+            println!("{}", m["id"].as_str().unwrap_or_default());
+        }
+        SnapshotCommand::List { json, .. } => {
+            let mut all: Vec<SnapshotManifest> = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let path = match &cursor {
+                    Some(cur) => format!("/api/v1/snapshots?cursor={cur}"),
+                    None => "/api/v1/snapshots".to_owned(),
+                };
+                let page = c.get(&path)?;
+                let items: Vec<SnapshotManifest> =
+                    serde_json::from_value(page["snapshots"].clone())
+                        .context("the API's snapshot list")?;
+                all.extend(items);
+                match page["next_cursor"].as_str() {
+                    Some(next) => cursor = Some(next.to_owned()),
+                    None => break,
+                }
+            }
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                print_list(&all);
+            }
+        }
+        SnapshotCommand::Show { id, .. } => {
+            check_id_arg(id)?;
+            let v = c.get(&format!("/api/v1/snapshots/{id}"))?;
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        SnapshotCommand::Delete { id, .. } => {
+            check_id_arg(id)?;
+            c.delete(&format!("/api/v1/snapshots/{id}"))?;
+            eprintln!("Deleted snapshot {id}.");
+        }
+    }
+    Ok(())
+}
+
+/// Snapshot ids go into URL paths: refuse what is not an id before it can
+/// turn into another path.
+fn check_id_arg(id: &str) -> anyhow::Result<()> {
+    if id.is_empty()
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        bail!("invalid snapshot id {id:?}; `trawl snapshot list` shows the ids");
+    }
+    Ok(())
+}
+
+/// The snapshot verbs on a data directory.
+fn snapshot_dir(cmd: &SnapshotCommand, dir: &Path) -> anyhow::Result<()> {
+    match cmd {
+        SnapshotCommand::Create {
+            last,
+            from,
+            to,
+            name,
+            nodes,
+            ..
+        } => {
             let window = parse_window(last.as_deref(), from.as_deref(), to.as_deref(), now_ns())?;
-            let mut names = list_nodes(&dir)?;
+            let mut names = list_nodes(dir)?;
             if !nodes.is_empty() {
                 for n in nodes {
                     if !names.contains(n) {
@@ -169,10 +300,10 @@ pub fn snapshot(cmd: &SnapshotCommand) -> anyhow::Result<()> {
             }
             let sources = names
                 .iter()
-                .map(|n| read_node_dir(&dir, n))
+                .map(|n| read_node_dir(dir, n))
                 .collect::<Result<Vec<_>, _>>()?;
             let snap = create_snapshot(
-                &dir,
+                dir,
                 &sources,
                 &SnapshotRequest {
                     name: name.clone(),
@@ -185,20 +316,20 @@ pub fn snapshot(cmd: &SnapshotCommand) -> anyhow::Result<()> {
             }
             println!("{}", snap.manifest.id);
         }
-        SnapshotCommand::List { json, data } => {
-            let all = list_snapshots(&data.dir())?;
+        SnapshotCommand::List { json, .. } => {
+            let all = list_snapshots(dir)?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
                 print_list(&all);
             }
         }
-        SnapshotCommand::Show { id, data } => {
-            let snap = get_snapshot(&data.dir(), id)?;
+        SnapshotCommand::Show { id, .. } => {
+            let snap = get_snapshot(dir, id)?;
             println!("{}", serde_json::to_string_pretty(&snap.manifest)?);
         }
-        SnapshotCommand::Delete { id, data } => {
-            delete_snapshot(&data.dir(), id)?;
+        SnapshotCommand::Delete { id, .. } => {
+            delete_snapshot(dir, id)?;
             eprintln!("Deleted snapshot {id}.");
         }
     }
@@ -265,10 +396,14 @@ pub fn export_cmd(cmd: &ExportCommand) -> anyhow::Result<()> {
         output,
         data,
     } = cmd;
-    let snap = get_snapshot(&data.dir(), id)?;
+    let dir = match data.target()? {
+        Target::Dir(dir) => dir,
+        Target::Api(c) => return export_api(cmd, &c),
+    };
+    let snap = get_snapshot(&dir, id)?;
     let filter = filter
         .as_deref()
-        .map(|expr| packet_filter(expr, &snap.manifest))
+        .map(|expr| packet_filter(expr, &snap.manifest).with_context(|| format!("filter {expr:?}")))
         .transpose()?;
     let opts = ExportOptions {
         from: from.as_deref().map(parse_time).transpose()?,
@@ -299,29 +434,59 @@ pub fn export_cmd(cmd: &ExportCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Compile `expr` once for each link type in the snapshot and run the
-/// classic BPF program on every packet, as the kernel would at capture.
-fn packet_filter(expr: &str, m: &SnapshotManifest) -> anyhow::Result<PacketFilter> {
-    let mut links: Vec<u32> = m
-        .nodes
-        .iter()
-        .flat_map(|n| n.files.iter().map(|f| f.link))
-        .collect();
-    links.sort_unstable();
-    links.dedup();
-    let mut programs = Vec::new();
-    for l in links {
-        let link = LinkType::from_linktype(l);
-        let prog =
-            compile_filter(expr, link, MAX_CAPLEN).with_context(|| format!("filter {expr:?}"))?;
-        programs.push((link, prog));
+/// `trawl export pcap` through a tap's API: the server exports (and
+/// filters), this streams the answer to the output.
+fn export_api(cmd: &ExportCommand, c: &HubClient) -> anyhow::Result<()> {
+    let ExportCommand::Pcap {
+        id,
+        from,
+        to,
+        nodes,
+        filter,
+        pcapng,
+        output,
+        ..
+    } = cmd;
+    check_id_arg(id)?;
+    let mut query: Vec<(&str, String)> = Vec::new();
+    for (k, v) in [("from", from), ("to", to), ("filter", filter)] {
+        if let Some(v) = v {
+            query.push((k, v.clone()));
+        }
     }
-    Ok(Box::new(move |p: &RawPacket<'_>| {
-        programs
-            .iter()
-            .find(|(l, _)| *l == p.link)
-            .is_some_and(|(_, prog)| bpf::run(prog, p.data, p.orig_len, Ancillary::default()) != 0)
-    }))
+    if !nodes.is_empty() {
+        query.push(("nodes", nodes.join(",")));
+    }
+    if *pcapng {
+        query.push(("format", "pcapng".to_owned()));
+    }
+    let path = format!("/api/v1/snapshots/{id}/pcap");
+    let bytes = if output == Path::new("-") {
+        c.download(&path, &query, &mut io::stdout().lock())?
+    } else {
+        // Written beside the output and renamed, so that a failed download
+        // leaves no file that looks whole.
+        let tmp = output.with_extension("part");
+        let file =
+            File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let mut w = BufWriter::new(file);
+        let res = c
+            .download(&path, &query, &mut w)
+            .and_then(|n| w.flush().map(|()| n).map_err(Into::into));
+        match res {
+            Ok(n) => {
+                std::fs::rename(&tmp, output)
+                    .with_context(|| format!("cannot write {}", output.display()))?;
+                n
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        }
+    };
+    eprintln!("Exported snapshot {id} ({bytes} bytes) from {}.", c.url());
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]
@@ -335,29 +500,20 @@ pub struct BoundariesArgs {
 /// `trawl boundaries`: per node, the time span, packets and bytes the raw
 /// store holds.
 pub fn boundaries(args: &BoundariesArgs) -> anyhow::Result<()> {
-    let dir = args.data.dir();
-    let mut rows = Vec::new();
-    for node in list_nodes(&dir)? {
-        let src = read_node_dir(&dir, &node)?;
-        let oldest = src.segments.iter().map(|s| s.min_ts).min();
-        let newest = src.segments.iter().map(|s| s.max_ts).max();
-        let packets: u64 = src.segments.iter().map(|s| s.packets).sum();
-        let bytes: u64 = src.segments.iter().map(|s| s.bytes).sum();
-        rows.push(serde_json::json!({
-            "node": node,
-            "oldest_ts": oldest,
-            "newest_ts": newest,
-            "packets": packets,
-            "bytes": bytes,
-            "segments": src.segments.len(),
-        }));
-    }
+    let (rows, place) = match args.data.target()? {
+        Target::Api(c) => {
+            let v = c.get("/api/v1/boundaries")?;
+            let rows = v["nodes"].as_array().cloned().unwrap_or_default();
+            (rows, c.url().to_owned())
+        }
+        Target::Dir(dir) => (boundaries_dir(&dir)?, dir.display().to_string()),
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
     if rows.is_empty() {
-        eprintln!("No raw store in {}.", dir.display());
+        eprintln!("No raw store in {place}.");
         return Ok(());
     }
     println!(
@@ -377,4 +533,25 @@ pub fn boundaries(args: &BoundariesArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Per node of a data directory: what its raw store holds.
+fn boundaries_dir(dir: &Path) -> anyhow::Result<Vec<Value>> {
+    let mut rows = Vec::new();
+    for node in list_nodes(dir)? {
+        let src = read_node_dir(dir, &node)?;
+        let oldest = src.segments.iter().map(|s| s.min_ts).min();
+        let newest = src.segments.iter().map(|s| s.max_ts).max();
+        let packets: u64 = src.segments.iter().map(|s| s.packets).sum();
+        let bytes: u64 = src.segments.iter().map(|s| s.bytes).sum();
+        rows.push(serde_json::json!({
+            "node": node,
+            "oldest_ts": oldest,
+            "newest_ts": newest,
+            "packets": packets,
+            "bytes": bytes,
+            "segments": src.segments.len(),
+        }));
+    }
+    Ok(rows)
 }

@@ -3,15 +3,20 @@
 //! node's `RawStore` (`trawl-rawstore`), flushes at least once a second so
 //! that `trawl boundaries` and `trawl snapshot create` run from another
 //! process see recent packets, reports kernel drops to the store and
-//! enforces retention. Called from `main.rs`; the HTTP API comes later.
+//! enforces retention. It also serves trawl's HTTP API (`trawl-hub`) on
+//! 127.0.0.1:[`DEFAULT_API_PORT`] (`--listen`) on a thread of its own: the
+//! capture loop publishes its boundaries there and flushes when the API
+//! is about to cut a snapshot; the API's own traffic is excluded from
+//! capture. Called from `main.rs`.
 //!
 //! Output: on a terminal, a status line on stderr refreshed every second
 //! (packets/s, MB/s, kernel drops, buffer window); otherwise (a service, a
 //! test) one log line every [`LOG_EVERY`] so that a journal is not flooded.
-//! SIGINT or SIGTERM stop capture, flush and close the store, print a
-//! summary and exit 0; a second SIGINT/SIGTERM exits at once (status 1).
+//! SIGINT or SIGTERM stop the API (in-flight requests finish) and capture,
+//! flush and close the store, print a summary and exit 0; a second SIGINT/SIGTERM exits at once (status 1).
 
 use std::io::{IsTerminal, Write};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -20,15 +25,19 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use trawl_capture::{Capture, CaptureConfig, exclude_api_traffic};
+use trawl_hub::{Hub, HubConfig, LiveNode};
 use trawl_rawstore::{Boundaries, RawStore, StoreConfig, parse_duration};
 
 use crate::snapshot::default_data_dir;
 use trawl_model::time::rfc3339_micros;
 
-/// trawl's default API port. The hub's HTTP API will listen there (on
+/// trawl's default API port. `trawl tap` serves the HTTP API there (on
 /// 127.0.0.1); its traffic is excluded from capture so that trawl does not
 /// record itself being queried.
 pub const DEFAULT_API_PORT: u16 = 9900;
+
+/// Where `trawl tap` serves its API unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9900";
 
 /// Longest time packets stay in the store's write buffer: a snapshot taken
 /// from another process sees everything older than this.
@@ -82,6 +91,25 @@ pub struct Args {
     /// Data directory [default: $TRAWL_DATA, else ~/.local/share/trawl].
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Address of the HTTP API. Any address but loopback needs a token.
+    #[arg(long, default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Bearer token the API requires [default: $TRAWL_TOKEN; none on
+    /// loopback].
+    #[arg(long)]
+    token: Option<String>,
+    /// Capture only: serve no HTTP API.
+    #[arg(long)]
+    no_api: bool,
+}
+
+impl Args {
+    fn token(&self) -> Option<String> {
+        self.token
+            .clone()
+            .or_else(|| std::env::var("TRAWL_TOKEN").ok())
+            .filter(|t| !t.is_empty())
+    }
 }
 
 /// A size such as `1GiB`, `500MiB`, `64M`, `2G`, `4096` (bytes). Units are
@@ -132,11 +160,34 @@ fn capture_config(args: &Args) -> anyhow::Result<CaptureConfig> {
         cfg.block_count = (mb << 20).div_ceil(cfg.block_size).max(1);
     }
     cfg.promiscuous = args.promiscuous;
-    cfg.filter = Some(exclude_api_traffic(
+    cfg.filter = Some(api_excluded(
         args.filter.as_deref(),
-        DEFAULT_API_PORT,
+        (!args.no_api).then_some(args.listen),
     ));
     Ok(cfg)
+}
+
+/// The capture filter: the user's, less trawl's own API traffic. The
+/// default port on loopback is always left out (a CLI or agent may query
+/// another trawl on it); an API on another address is left out too: on a
+/// wildcard address every TCP packet of its port, else those to and from
+/// that address and port.
+fn api_excluded(user: Option<&str>, listen: Option<SocketAddr>) -> String {
+    let mut f = exclude_api_traffic(user, DEFAULT_API_PORT);
+    if let Some(addr) = listen {
+        let port = addr.port();
+        match addr.ip() {
+            ip if ip.is_unspecified() => f = format!("{f} and not tcp port {port}"),
+            ip if ip.is_loopback() => {
+                if port != DEFAULT_API_PORT {
+                    f = format!("{f} and not (tcp port {port} and (host 127.0.0.1 or host ::1))");
+                }
+            }
+            IpAddr::V4(ip) => f = format!("{f} and not (tcp port {port} and host {ip})"),
+            IpAddr::V6(ip) => f = format!("{f} and not (tcp port {port} and host {ip})"),
+        }
+    }
+    f
 }
 
 fn store_config(args: &Args) -> anyhow::Result<StoreConfig> {
@@ -176,6 +227,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         None => hostname()?,
     };
     let data = args.data.clone().unwrap_or_else(default_data_dir);
+    let token = args.token();
+    // Bound first, so that a port in use (another tap) is reported before
+    // anything is captured.
+    let listener = if args.no_api {
+        None
+    } else {
+        Some(trawl_hub::bind(args.listen, token.as_deref())?)
+    };
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -201,8 +260,28 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     // interface) leaves no empty node directory behind.
     let mut store = RawStore::open(&data, &node, store_cfg)
         .with_context(|| format!("opening the raw store in {}", data.display()))?;
+    let live = Arc::new(LiveNode::new(&node));
+    live.publish(store.boundaries());
+    let server = match listener {
+        Some(l) => {
+            let hub = Hub::new(
+                HubConfig {
+                    data_dir: data.clone(),
+                    token,
+                    index_threads: 0,
+                },
+                Some(Arc::clone(&live)),
+            );
+            Some(trawl_hub::spawn_server(l, hub)?)
+        }
+        None => None,
+    };
+    let api = server.as_ref().map_or_else(
+        || "no API".to_owned(),
+        |s| format!("API on http://{}", s.addr()),
+    );
     eprintln!(
-        "trawl tap: capturing on {} into {} (node {node}); stop with Ctrl-C or SIGTERM",
+        "trawl tap: capturing on {} into {} (node {node}, {api}); stop with Ctrl-C or SIGTERM",
         cap_cfg.interfaces.join(","),
         store.dir().display()
     );
@@ -237,15 +316,22 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         };
         if let Some(e) = failed {
             // Poll failures other than EINTR are not transient.
+            stop_api(server);
             finish(store, &mut capture, totals, terminal)?;
             return Err(e).context("reading the capture ring");
         }
-        if last_flush.elapsed() >= FLUSH_EVERY {
+        // The API is about to cut a snapshot: write what was captured.
+        let wanted = live.flush_wanted();
+        if wanted.is_some() || last_flush.elapsed() >= FLUSH_EVERY {
             if let Err(e) = store.flush() {
                 eprintln!("warning: raw store flush: {e:#}");
             }
             store.set_capture_drops(capture.stats().drops);
             store.enforce_retention(Some(now_ns()));
+            live.publish(store.boundaries());
+            if let Some(g) = wanted {
+                live.flushed(g);
+            }
             last_flush = Instant::now();
         }
         let (at, before) = last_report;
@@ -261,8 +347,19 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             last_report = (Instant::now(), totals);
         }
     }
+    stop_api(server);
     finish(store, &mut capture, totals, terminal)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Stops the API before the store closes, so that no snapshot is cut from
+/// a store being closed.
+fn stop_api(server: Option<trawl_hub::ServerHandle>) {
+    if let Some(s) = server
+        && let Err(e) = s.stop()
+    {
+        eprintln!("warning: the API stopped with an error: {e}");
+    }
 }
 
 /// Flushes and closes the store and prints the summary.
@@ -367,6 +464,9 @@ mod tests {
             max_age: None,
             segment_mb: None,
             data: None,
+            listen: DEFAULT_LISTEN.parse().unwrap(),
+            token: None,
+            no_api: false,
         };
         let c = capture_config(&args).unwrap();
         assert_eq!(c.interfaces, vec!["any".to_string()]);
@@ -374,5 +474,33 @@ mod tests {
         let f = c.filter.unwrap();
         assert!(f.starts_with("(tcp port 80) and "), "{f}");
         assert!(f.contains("9900"), "{f}");
+        assert_eq!(f.matches("9900").count(), 1, "{f}");
+    }
+
+    #[test]
+    fn an_api_elsewhere_is_excluded_too() {
+        let on = |a: &str| api_excluded(None, Some(a.parse().unwrap()));
+        assert!(
+            on("127.0.0.1:7000")
+                .ends_with("and not (tcp port 7000 and (host 127.0.0.1 or host ::1))")
+        );
+        assert!(on("0.0.0.0:9900").ends_with("and not tcp port 9900"));
+        assert!(on("10.0.0.5:9900").ends_with("and not (tcp port 9900 and host 10.0.0.5)"));
+        // Every one compiles for the link types a tap captures.
+        for a in [
+            "127.0.0.1:7000",
+            "0.0.0.0:9900",
+            "10.0.0.5:9900",
+            "[fd00::1]:9900",
+        ] {
+            let f = on(a);
+            for link in [
+                trawl_packet::LinkType::Ethernet,
+                trawl_packet::LinkType::LinuxSll2,
+            ] {
+                trawl_capture::compile_filter(&f, link, 65535)
+                    .unwrap_or_else(|e| panic!("{f}: {e}"));
+            }
+        }
     }
 }
