@@ -1,10 +1,16 @@
-//! The `trawl-lab` binary: command-line access to the lab's tools. Today one
-//! verb, `gen-pcap`, which writes a synthetic capture with
+//! The `trawl-lab` binary: command-line access to the lab's tools. Two
+//! verbs: `gen-pcap`, which writes a synthetic capture with
 //! [`trawl_lab::pcapgen`] and prints its ground truth as JSON (stdout, or
-//! `--summary FILE`). Used by `bench/dissect-vs-tshark.sh` and by hand.
+//! `--summary FILE`), used by `bench/dissect-vs-tshark.sh` and by hand; and
+//! `scenario`, which hands its arguments to the scenario lab's Python runner
+//! (`lab/runner.py`: real services in network namespaces, faults on a
+//! timeline; see lab/README.md), used by people, `trawl demo` and
+//! crates/lab/tests/scenario.rs.
 
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -28,6 +34,52 @@ enum Command {
     /// Write a deterministic synthetic HTTP/1.1 + DNS capture (Ethernet,
     /// IPv4, nanosecond pcap) and print what it holds as JSON.
     GenPcap(GenPcapArgs),
+    /// Run a scenario of the checkout lab: `scenario run FILE --out DIR
+    /// [--short] [--duration 90s] [--pcap FILE]`, `scenario check FILE…`,
+    /// `scenario preflight`. Everything after `scenario` goes to
+    /// lab/runner.py (python3); `scenario --help` shows its help.
+    #[command(disable_help_flag = true)]
+    Scenario(ScenarioArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ScenarioArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+    args: Vec<OsString>,
+}
+
+/// Where the lab's Python code lives: `$TRAWL_LAB_DIR`, else the `lab/`
+/// directory of the checkout this binary was built from (an installed
+/// `trawl-lab` keeps pointing at it, as `scripts/setup.sh` installs it).
+fn lab_dir() -> PathBuf {
+    match std::env::var_os("TRAWL_LAB_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../lab")),
+    }
+}
+
+/// Replaces this process with `python3 lab/runner.py ARGS…`, so that
+/// Ctrl-C and SIGTERM reach the runner, which tears the lab down.
+fn scenario(args: ScenarioArgs) -> anyhow::Result<()> {
+    let runner = lab_dir().join("runner.py");
+    if !runner.is_file() {
+        anyhow::bail!(
+            "the lab runner is not at {}; set TRAWL_LAB_DIR to the lab/ directory of a trawl checkout",
+            runner.display()
+        );
+    }
+    let python = std::env::var_os("TRAWL_LAB_PYTHON").unwrap_or_else(|| "python3".into());
+    let err = std::process::Command::new(&python)
+        .arg(&runner)
+        .args(&args.args)
+        .exec();
+    Err(err).with_context(|| {
+        format!(
+            "running {} {}: is Python 3 installed? (set TRAWL_LAB_PYTHON to use another interpreter)",
+            python.to_string_lossy(),
+            runner.display()
+        )
+    })
 }
 
 #[derive(Debug, clap::Args)]
@@ -80,6 +132,7 @@ fn parse_range(s: &str) -> Result<(u32, u32), String> {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::GenPcap(args) => gen_pcap(args),
+        Command::Scenario(args) => scenario(args),
     }
 }
 
