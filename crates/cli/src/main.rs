@@ -8,7 +8,10 @@ use clap::{Parser, Subcommand};
 
 mod dissect;
 mod fields;
+mod flows;
+mod hub_client;
 mod index;
+mod mcp;
 mod query;
 mod snapshot;
 mod sql;
@@ -38,6 +41,8 @@ enum Command {
     Query(query::Args),
     /// Per group of matching calls: count, status classes, error rate, latency percentiles.
     Stats(stats::Args),
+    /// List the L4 flows (TCP connections, UDP conversations) of an index that match a KFL filter.
+    Flows(flows::Args),
     /// Turn a capture file into a snapshot (prints its id).
     Import(snapshot::ImportArgs),
     /// Create, list, show and delete snapshots of the raw store.
@@ -50,6 +55,8 @@ enum Command {
     Boundaries(snapshot::BoundariesArgs),
     /// Capture live traffic into the rolling raw store of this node.
     Tap(tap::Args),
+    /// Stdio MCP server for AI agents, forwarding to a hub's /mcp (`--list-tools` prints them).
+    Mcp(mcp::Args),
 }
 
 fn main() -> ExitCode {
@@ -61,11 +68,13 @@ fn main() -> ExitCode {
         Command::Sql(args) => sql::run(&args),
         Command::Query(args) => query::run(&args),
         Command::Stats(args) => stats::run(&args),
+        Command::Flows(args) => flows::run(&args),
         Command::Import(args) => snapshot::import(&args).map(|()| ExitCode::SUCCESS),
         Command::Snapshot(cmd) => snapshot::snapshot(&cmd).map(|()| ExitCode::SUCCESS),
         Command::Export(cmd) => snapshot::export_cmd(&cmd).map(|()| ExitCode::SUCCESS),
         Command::Boundaries(args) => snapshot::boundaries(&args).map(|()| ExitCode::SUCCESS),
         Command::Tap(args) => tap::run(&args),
+        Command::Mcp(args) => mcp::run(&args),
     };
     match result {
         Ok(code) => code,
