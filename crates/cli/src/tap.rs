@@ -101,6 +101,14 @@ pub struct Args {
     /// Capture only: serve no HTTP API.
     #[arg(long)]
     no_api: bool,
+    /// Let MCP clients run destructive tools (`delete_snapshot`); off by
+    /// default, so an agent cannot delete evidence.
+    #[arg(long)]
+    allow_destructive: bool,
+    /// Show agents credentials in headers and cookies (Authorization,
+    /// Cookie, API keys, …); redacted by default.
+    #[arg(long)]
+    no_redact: bool,
 }
 
 impl Args {
@@ -269,6 +277,10 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                     data_dir: data.clone(),
                     token,
                     index_threads: 0,
+                    tools: trawl_mcp::ToolPolicy {
+                        allow_destructive: args.allow_destructive,
+                        redact: !args.no_redact,
+                    },
                 },
                 Some(Arc::clone(&live)),
             );
@@ -467,6 +479,8 @@ mod tests {
             listen: DEFAULT_LISTEN.parse().unwrap(),
             token: None,
             no_api: false,
+            allow_destructive: false,
+            no_redact: false,
         };
         let c = capture_config(&args).unwrap();
         assert_eq!(c.interfaces, vec!["any".to_string()]);

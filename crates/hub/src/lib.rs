@@ -38,6 +38,11 @@ pub struct HubConfig {
     pub token: Option<String>,
     /// Indexing threads of a dissection job; 0 uses every core.
     pub index_threads: usize,
+    /// What the operator allows MCP tools: destructive ones
+    /// (`delete_snapshot`) off and credentials in headers and cookies
+    /// redacted unless asked otherwise (`trawl tap --allow-destructive`,
+    /// `--no-redact`).
+    pub tools: trawl_mcp::ToolPolicy,
 }
 
 /// The shared state of the API: configuration, the live node (when a tap

@@ -10,8 +10,8 @@
 //! the API may listen on any address under any name (a Kubernetes
 //! Service), so the token, not the name, guards it and the check is off.
 //! Browser `Origin`s other than loopback are refused. Destructive tools
-//! stay off and credentials in headers are redacted (`ToolPolicy`
-//! defaults) until the hub has flags for them.
+//! are off and credentials in headers are redacted unless the operator's
+//! `HubConfig::tools` says otherwise.
 
 use std::sync::Arc;
 
@@ -35,6 +35,7 @@ pub fn mount(rest: Router, hub: &Hub) -> Router {
         .with_token(cfg.token.clone());
     let mcp = McpConfig {
         allowed_hosts: cfg.token.is_some().then(Vec::new),
+        policy: cfg.tools.clone(),
         ..McpConfig::default()
     };
     let token = cfg.token.clone();

@@ -22,6 +22,7 @@ fn start(data: &Path, token: Option<&str>) -> ServerHandle {
             data_dir: data.to_owned(),
             token: token.map(str::to_owned),
             index_threads: 2,
+            tools: trawl_mcp::ToolPolicy::default(),
         },
         None,
     );

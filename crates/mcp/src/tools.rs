@@ -2130,6 +2130,34 @@ mod tests {
         );
     }
 
+    /// `delete_snapshot` is refused unless the operator allowed destructive
+    /// tools (`trawl tap --allow-destructive`); allowed, it reaches the
+    /// backend.
+    #[tokio::test]
+    async fn destructive_tools_follow_the_operator_policy() {
+        let args = json!({"snapshot_id": "s1"}).as_object().cloned();
+        let off = ToolPolicy::default();
+        let e = call(
+            &Down,
+            &off,
+            &Progress::default(),
+            "delete_snapshot",
+            args.clone(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.code, "not_allowed", "{}", e.text());
+        let on = ToolPolicy {
+            allow_destructive: true,
+            redact: true,
+        };
+        let e = call(&Down, &on, &Progress::default(), "delete_snapshot", args)
+            .await
+            .unwrap_err();
+        assert_ne!(e.code, "not_allowed", "{}", e.text());
+        assert!(e.text().contains("down"), "{}", e.text());
+    }
+
     #[test]
     fn compact_and_redact() {
         let mut m = json!({"method": "GET", "path": "", "errors": [], "request.headers":

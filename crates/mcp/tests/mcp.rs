@@ -47,6 +47,7 @@ fn serve(data: &Path, token: Option<&str>) -> ServerHandle {
             data_dir: data.to_owned(),
             token: token.map(str::to_owned),
             index_threads: 2,
+            tools: trawl_mcp::ToolPolicy::default(),
         },
         None,
     );
