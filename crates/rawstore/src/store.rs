@@ -1013,7 +1013,7 @@ mod tests {
     /// appends forever, flushing every 100 packets and then printing how
     /// many packets are flushed.
     #[test]
-    #[ignore = "child process of crash_kill9_keeps_every_flushed_record"]
+    #[ignore = "not a test on its own: crash_kill9_keeps_every_flushed_record runs it (--ignored --exact, TRAWL_CRASH_DIR set) as the writer it kills"]
     fn crash_child_writer() {
         let Ok(dir) = std::env::var("TRAWL_CRASH_DIR") else {
             panic!("run only by crash_kill9_keeps_every_flushed_record");
