@@ -55,11 +55,18 @@ impl Record for Call {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(src) = std::str::from_utf8(data) else { return };
+    let Ok(src) = std::str::from_utf8(data) else {
+        return;
+    };
     let cat = catalogue();
     match compile(src, &cat) {
         Ok(filter) => {
-            let _ = filter.matches(&Call, &EvalContext { now: 1_714_557_900_000_000_000 });
+            let _ = filter.matches(
+                &Call,
+                &EvalContext {
+                    now: 1_714_557_900_000_000_000,
+                },
+            );
         }
         // Errors must render (their positions lie inside the input).
         Err(e) => {
