@@ -6,11 +6,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cluster;
+mod demo;
 mod dissect;
 mod fields;
 mod flows;
 mod hub_client;
 mod index;
+mod insights;
 mod mcp;
 mod query;
 mod snapshot;
@@ -55,8 +58,20 @@ enum Command {
     Boundaries(snapshot::BoundariesArgs),
     /// Capture live traffic into the rolling raw store of this node.
     Tap(tap::Args),
+    /// A cluster node: `tap` for a hub to reach (`--listen 0.0.0.0:9900 --token T --node NAME`).
+    Worker(cluster::WorkerArgs),
+    /// Serve the API over workers: fan requests out, merge the answers (`--worker URL`, repeated).
+    Hub(cluster::HubArgs),
     /// Stdio MCP server for AI agents, forwarding to a hub's /mcp (`--list-tools` prints them).
     Mcp(mcp::Args),
+    /// Reproduce the checkout incident in a lab on this machine, capture it and investigate it over MCP (root).
+    Demo(demo::Args),
+    /// A service's health: calls, latency, TCP connect time, status mix, endpoints, callers, callees.
+    Analyze(insights::AnalyzeArgs),
+    /// Error bursts, latency shifts, retry storms, churn, resets, pool exhaustion, DNS failures.
+    Anomalies(insights::AnomaliesArgs),
+    /// Why calls fail: what the serving workloads waited on downstream, timeouts, chain, timeline.
+    Explain(insights::ExplainArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,7 +89,13 @@ fn main() -> ExitCode {
         Command::Export(cmd) => snapshot::export_cmd(&cmd).map(|()| ExitCode::SUCCESS),
         Command::Boundaries(args) => snapshot::boundaries(&args).map(|()| ExitCode::SUCCESS),
         Command::Tap(args) => tap::run(&args),
+        Command::Worker(args) => cluster::worker(&args),
+        Command::Hub(args) => cluster::hub(&args),
         Command::Mcp(args) => mcp::run(&args),
+        Command::Demo(args) => demo::run(&args),
+        Command::Analyze(args) => insights::analyze(&args),
+        Command::Anomalies(args) => insights::anomalies(&args),
+        Command::Explain(args) => insights::explain(&args),
     };
     match result {
         Ok(code) => code,

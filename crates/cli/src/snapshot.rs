@@ -217,7 +217,9 @@ fn snapshot_api(cmd: &SnapshotCommand, c: &HubClient) -> anyhow::Result<()> {
             println!("{}", m["id"].as_str().unwrap_or_default());
         }
         SnapshotCommand::List { json, .. } => {
-            let mut all: Vec<SnapshotManifest> = Vec::new();
+            // As JSON: a cluster hub's manifests name each node's part,
+            // which a node's manifest type does not hold.
+            let mut all: Vec<serde_json::Value> = Vec::new();
             let mut cursor: Option<String> = None;
             loop {
                 let path = match &cursor {
@@ -225,10 +227,10 @@ fn snapshot_api(cmd: &SnapshotCommand, c: &HubClient) -> anyhow::Result<()> {
                     None => "/api/v1/snapshots".to_owned(),
                 };
                 let page = c.get(&path)?;
-                let items: Vec<SnapshotManifest> =
-                    serde_json::from_value(page["snapshots"].clone())
-                        .context("the API's snapshot list")?;
-                all.extend(items);
+                let items = page["snapshots"]
+                    .as_array()
+                    .context("the API's snapshot list has no \"snapshots\"")?;
+                all.extend(items.iter().cloned());
                 match page["next_cursor"].as_str() {
                     Some(next) => cursor = Some(next.to_owned()),
                     None => break,
@@ -237,7 +239,7 @@ fn snapshot_api(cmd: &SnapshotCommand, c: &HubClient) -> anyhow::Result<()> {
             if *json {
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
-                print_list(&all);
+                print_rows(&all);
             }
         }
         SnapshotCommand::Show { id, .. } => {
@@ -337,20 +339,36 @@ fn snapshot_dir(cmd: &SnapshotCommand, dir: &Path) -> anyhow::Result<()> {
 }
 
 fn print_list(all: &[SnapshotManifest]) {
+    let rows: Vec<serde_json::Value> = all
+        .iter()
+        .filter_map(|m| serde_json::to_value(m).ok())
+        .collect();
+    print_rows(&rows);
+}
+
+/// The snapshot table, from manifests as JSON (a node's or a hub's).
+fn print_rows(all: &[serde_json::Value]) {
     println!(
         "{:<30} {:<8} {:<27} {:<27} {:>10} {:>12}  NAME",
         "ID", "STATUS", "FROM", "TO", "PACKETS", "BYTES"
     );
     for m in all {
+        let s = |k: &str| m[k].as_str().unwrap_or_default().to_owned();
+        let ts = |k: &str| {
+            m["window"][k]
+                .as_i64()
+                .map(rfc3339_micros)
+                .unwrap_or_default()
+        };
         println!(
             "{:<30} {:<8} {:<27} {:<27} {:>10} {:>12}  {}",
-            m.id,
-            format!("{:?}", m.status).to_lowercase(),
-            rfc3339_micros(m.window.from_ns),
-            rfc3339_micros(m.window.to_ns),
-            m.packets,
-            m.bytes,
-            m.name
+            s("id"),
+            s("status"),
+            ts("from_ns"),
+            ts("to_ns"),
+            m["packets"].as_u64().unwrap_or(0),
+            m["bytes"].as_u64().unwrap_or(0),
+            s("name")
         );
     }
 }

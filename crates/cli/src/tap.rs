@@ -4,10 +4,12 @@
 //! that `trawl boundaries` and `trawl snapshot create` run from another
 //! process see recent packets, reports kernel drops to the store and
 //! enforces retention. It also serves trawl's HTTP API (`trawl-hub`) on
-//! 127.0.0.1:[`DEFAULT_API_PORT`] (`--listen`) on a thread of its own: the
-//! capture loop publishes its boundaries there and flushes when the API
-//! is about to cut a snapshot; the API's own traffic is excluded from
-//! capture. Called from `main.rs`.
+//! 127.0.0.1:[`DEFAULT_API_PORT`] (`--listen`; any other address with a
+//! bearer token, generated and printed when none is given) on a thread of
+//! its own: the capture loop publishes its boundaries there and flushes
+//! when the API is about to cut a snapshot; the API's own traffic is
+//! excluded from capture. Called from `main.rs`, also as `trawl worker` (the same, for a
+//! `trawl hub` to reach; see `cluster.rs`).
 //!
 //! Output: on a terminal, a status line on stderr refreshed every second
 //! (packets/s, MB/s, kernel drops, buffer window); otherwise (a service, a
@@ -91,7 +93,8 @@ pub struct Args {
     /// Data directory [default: $TRAWL_DATA, else ~/.local/share/trawl].
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Address of the HTTP API. Any address but loopback needs a token.
+    /// Address of the HTTP API. Any address but loopback needs a token
+    /// (one is generated and printed when none is given).
     #[arg(long, default_value = DEFAULT_LISTEN)]
     listen: SocketAddr,
     /// Bearer token the API requires [default: $TRAWL_TOKEN; none on
@@ -235,7 +238,11 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         None => hostname()?,
     };
     let data = args.data.clone().unwrap_or_else(default_data_dir);
-    let token = args.token();
+    let token = if args.no_api {
+        args.token()
+    } else {
+        crate::cluster::token_for(args.listen, args.token(), "trawl tap")?
+    };
     // Bound first, so that a port in use (another tap) is reported before
     // anything is captured.
     let listener = if args.no_api {

@@ -718,3 +718,367 @@ fn tap_api_snapshot_dissection_and_export_match_the_clients() {
         dns_log.len()
     );
 }
+
+/// A management link from the host into `lab`'s server namespace: the host
+/// at 10.202.`net`.1, the namespace at 10.202.`net`.2. Deleting the
+/// namespace (the lab's drop) deletes both ends.
+fn mgmt_link(lab: &Lab, net: u8) -> String {
+    let pid = std::process::id() % 100_000;
+    let host_if = format!("twm{net}{pid}h");
+    let ns_if = format!("twm{net}{pid}n");
+    sh(&[
+        "ip", "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if, "netns", &lab.srv,
+    ]);
+    sh(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("10.202.{net}.1/24"),
+        "dev",
+        &host_if,
+    ]);
+    sh(&["ip", "link", "set", &host_if, "up"]);
+    sh(&[
+        "ip",
+        "-n",
+        &lab.srv,
+        "addr",
+        "add",
+        &format!("10.202.{net}.2/24"),
+        "dev",
+        &ns_if,
+    ]);
+    sh(&["ip", "-n", &lab.srv, "link", "set", &ns_if, "up"]);
+    format!("10.202.{net}.2")
+}
+
+/// Starts `trawl worker` in `lab`'s server namespace, capturing its veth
+/// to the client and serving its API on the management address.
+fn start_worker(lab: &mut Lab, node: &str, api: &str, token: &str) -> usize {
+    let log = lab.dir.join("worker.log");
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.srv,
+            TRAWL,
+            "worker",
+            "--interface",
+            &lab.srv_if,
+        ])
+        .args(["--node", node, "--ring-mb", "4", "--token", token])
+        .args(["--listen", &format!("{api}:9900"), "--data"])
+        .arg(lab.data())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    lab.children.push(child);
+    wait_for_log(lab, &log, "capturing on");
+    lab.children.len() - 1
+}
+
+fn wait_for_log(lab: &mut Lab, log: &Path, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .contains(what)
+    {
+        let idx = lab.children.len() - 1;
+        if let Some(st) = lab.children[idx].try_wait().unwrap() {
+            panic!(
+                "{} exited early ({st}): {}",
+                log.display(),
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "{} did not start", log.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct HubClient {
+    base: String,
+    token: String,
+    http: reqwest::blocking::Client,
+}
+
+impl HubClient {
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let url = format!("{}{path}", self.base);
+        let rb = match method {
+            "POST" => self.http.post(url).json(&body.unwrap_or_default()),
+            _ => self.http.get(url),
+        };
+        let r = rb.bearer_auth(&self.token).send().unwrap();
+        let s = r.status().as_u16();
+        (s, r.json().unwrap())
+    }
+
+    fn get(&self, path: &str) -> serde_json::Value {
+        let (s, v) = self.call("GET", path, None);
+        assert_eq!(s, 200, "GET {path}: {v}");
+        v
+    }
+}
+
+/// The Must show: a hub over two workers, each in its own network
+/// namespace capturing its own client's HTTP calls. A snapshot covers
+/// both, dissection runs on both, the calls list merges both in time order
+/// over pages without duplicates or gaps, the stats equal those of the
+/// union (the hub's merged PCAP indexed as one capture with `trawl index`
+/// and `trawl stats`), and with one worker killed the answers still come,
+/// flagged partial with the node named.
+#[test]
+fn hub_merges_two_workers_in_namespaces_and_flags_a_dead_one() {
+    if let Some(why) = missing_prerequisite() {
+        eprintln!("SKIPPED: hub_merges_two_workers_in_namespaces_and_flags_a_dead_one {why}");
+        return;
+    }
+    const PORT: u16 = 18084;
+    const TOKEN: &str = "cluster-test-token";
+    let (na, nb) = (9usize, 14usize);
+    let mut a = Lab::new("p", 6);
+    let mut b = Lab::new("q", 7);
+    let api_a = mgmt_link(&a, 6);
+    let api_b = mgmt_link(&b, 7);
+    a.start_http(PORT, na);
+    b.start_http(PORT, nb);
+    start_worker(&mut a, "node-a", &api_a, TOKEN);
+    let worker_b = start_worker(&mut b, "node-b", &api_b, TOKEN);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let hub_log = a.dir.join("hub.log");
+    let hub = Command::new(TRAWL)
+        .args(["hub", "--worker", &format!("http://{api_a}:9900")])
+        .args(["--worker", &format!("http://{api_b}:9900")])
+        .args([
+            "--token",
+            TOKEN,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data",
+        ])
+        .arg(a.dir.join("hub"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&hub_log).unwrap())
+        .spawn()
+        .unwrap();
+    a.children.push(hub);
+    wait_for_log(&mut a, &hub_log, "serving");
+    let c = HubClient {
+        base: format!("http://127.0.0.1:{port}"),
+        token: TOKEN.into(),
+        http: reqwest::blocking::Client::new(),
+    };
+
+    let from = jiff::Timestamp::now();
+    let log_a = a.requests(PORT, 0..na);
+    let log_b = b.requests(PORT, 0..nb);
+    std::thread::sleep(Duration::from_millis(1500));
+    let to = jiff::Timestamp::now();
+    assert!(
+        log_a.iter().chain(&log_b).all(|l| l.starts_with("0 200 ")),
+        "{log_a:?} {log_b:?}"
+    );
+
+    let nodes = c.get("/api/v1/nodes");
+    let up: BTreeSet<&str> = nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["status"] == "up")
+        .map(|n| n["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(up, BTreeSet::from(["node-a", "node-b"]), "{nodes}");
+    let bounds = c.get("/api/v1/boundaries");
+    for n in bounds["nodes"].as_array().unwrap() {
+        assert!(n["packets"].as_u64().unwrap() > 0, "{bounds}");
+    }
+    assert_eq!(bounds["nodes"].as_array().unwrap().len(), 2, "{bounds}");
+
+    let (s, snap) = c.call(
+        "POST",
+        "/api/v1/snapshots",
+        Some(serde_json::json!({"from": rfc3339(from), "to": rfc3339(to), "name": "cluster"})),
+    );
+    assert_eq!(s, 201, "{snap}");
+    let parts: BTreeSet<&str> = snap["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(parts, BTreeSet::from(["node-a", "node-b"]), "{snap}");
+    let id = snap["id"].as_str().unwrap().to_owned();
+    // The CLI's verbs talk to a hub as to a tap.
+    let out = Command::new(TRAWL)
+        .args(["snapshot", "list", "--url", &c.base, "--token", TOKEN])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && listed.contains(&id),
+        "{listed} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (s, v) = c.call("POST", &format!("/api/v1/snapshots/{id}/dissection"), None);
+    assert!(s == 200 || s == 202, "{v}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        let st = c.get(&format!("/api/v1/snapshots/{id}/dissection"));
+        if st["status"] == "done" {
+            break st;
+        }
+        assert_eq!(st["status"], "running", "{st}");
+        assert!(Instant::now() < deadline, "dissection did not finish: {st}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(done["nodes"].as_array().unwrap().len(), 2, "{done}");
+
+    // The calls of both, merged by time over pages of 4.
+    let mut calls = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let mut path = format!("/api/v1/snapshots/{id}/calls?filter=http&limit=4");
+        if !cursor.is_empty() {
+            path.push_str(&format!("&cursor={cursor}"));
+        }
+        let page = c.get(&path);
+        assert_eq!(page["partial"], false, "{page}");
+        assert_eq!(page["total"], (na + nb) as u64, "{page}");
+        calls.extend(page["calls"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(n) => cursor = n.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(calls.len(), na + nb);
+    let ids: BTreeSet<&str> = calls.iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), na + nb, "a call came twice");
+    let ts: Vec<i64> = calls
+        .iter()
+        .map(|c| trawl_rawstore_time(c["timestamp"].as_str().unwrap()))
+        .collect();
+    assert!(
+        ts.windows(2).all(|w| w[0] <= w[1]),
+        "not in time order: {ts:?}"
+    );
+    for (node, lab, n) in [("node-a", &a, na), ("node-b", &b, nb)] {
+        let paths: BTreeSet<String> = calls
+            .iter()
+            .filter(|c| c["id"].as_str().unwrap().starts_with(&format!("{node}/")))
+            .map(|c| {
+                assert_eq!(c["dst.ip"], lab.srv_addr.as_str(), "{c}");
+                c["path"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        let sent: BTreeSet<String> = (0..n).map(|i| format!("/path-{i}")).collect();
+        assert_eq!(paths, sent, "{node}");
+    }
+
+    // Stats of the union: the hub's merged PCAP, indexed as one capture.
+    let stats = c.get(&format!("/api/v1/snapshots/{id}/stats?filter=http"));
+    assert_eq!(stats["total_calls"], (na + nb) as u64, "{stats}");
+    let r = c
+        .http
+        .get(format!("{}/api/v1/snapshots/{id}/pcap", c.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let pcap = a.dir.join("union.pcap");
+    std::fs::write(&pcap, r.bytes().unwrap()).unwrap();
+    let idx = a.dir.join("union-idx");
+    let out = Command::new(TRAWL)
+        .args([
+            "index",
+            pcap.to_str().unwrap(),
+            "--out",
+            idx.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(TRAWL)
+        .args(["stats", idx.to_str().unwrap(), "http", "--format", "jsonl"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let union: serde_json::Value = serde_json::from_str(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let g = &stats["groups"][0];
+    assert_eq!(g["count"], union["count"], "{g} vs {union}");
+    for (hub_k, union_k) in [
+        ("p50", "p50_us"),
+        ("p95", "p95_us"),
+        ("p99", "p99_us"),
+        ("max", "max_us"),
+    ] {
+        assert_eq!(
+            g["latency_us"][hub_k], union[union_k],
+            "{hub_k}: {g} vs {union}"
+        );
+    }
+
+    // One worker killed: lists and stats still answer, flagged partial.
+    let pid = b.children[worker_b].id().to_string();
+    sh(&["kill", "-KILL", &pid]);
+    let _ = b.children[worker_b].wait();
+    let page = c.get(&format!(
+        "/api/v1/snapshots/{id}/calls?filter=http&limit=50"
+    ));
+    assert_eq!(page["partial"], true, "{page}");
+    assert_eq!(
+        page["missing_nodes"],
+        serde_json::json!(["node-b"]),
+        "{page}"
+    );
+    assert_eq!(page["total"], na as u64, "{page}");
+    let stats = c.get(&format!("/api/v1/snapshots/{id}/stats?filter=http"));
+    assert_eq!(stats["partial"], true, "{stats}");
+    assert_eq!(stats["total_calls"], na as u64, "{stats}");
+    let bounds = c.get("/api/v1/boundaries");
+    assert_eq!(
+        bounds["missing_nodes"],
+        serde_json::json!(["node-b"]),
+        "{bounds}"
+    );
+    let nodes = c.get("/api/v1/nodes");
+    assert!(
+        nodes["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["node"] == "node-b" && n["status"] == "down"),
+        "{nodes}"
+    );
+}
+
+/// RFC 3339 with any number of fractional digits → ns.
+fn trawl_rawstore_time(s: &str) -> i64 {
+    let t: jiff::Timestamp = s.parse().unwrap();
+    i64::try_from(t.as_nanosecond()).unwrap()
+}

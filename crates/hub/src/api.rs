@@ -25,6 +25,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use trawl_capture::compile_filter;
 use trawl_capture::filter::bpf::{self, Ancillary};
+use trawl_index::flow_stats::{FlowGroupStats, FlowGrouping, FlowStatsResult};
 use trawl_index::kfl::{MAX_QUERY_LIMIT, QueryOptions, query};
 use trawl_index::schema::payload_ref_at;
 use trawl_index::stats::{StatsOptions, stats};
@@ -82,7 +83,7 @@ const EXPORT_QUEUE: usize = 4;
 pub struct Route {
     pub method: &'static str,
     pub path: &'static str,
-    handler: MethodRouter<Hub>,
+    pub(crate) handler: MethodRouter<Hub>,
 }
 
 impl std::fmt::Debug for Route {
@@ -101,6 +102,7 @@ pub fn routes() -> Vec<Route> {
     vec![
         r("GET", "/api/v1/health", get(health)),
         r("GET", "/api/v1/boundaries", get(boundaries)),
+        r("GET", "/api/v1/nodes", get(nodes)),
         r("GET", "/api/v1/fields", get(fields)),
         r("GET", "/api/v1/snapshots", get(list_snapshots_h)),
         r("POST", "/api/v1/snapshots", post(create_snapshot_h)),
@@ -127,16 +129,64 @@ pub fn routes() -> Vec<Route> {
             get(get_call),
         ),
         r("GET", "/api/v1/snapshots/{id}/stats", get(get_stats)),
+        r("GET", "/api/v1/snapshots/{id}/flows", get(list_flows)),
+        r(
+            "GET",
+            "/api/v1/snapshots/{id}/flows/stats",
+            get(get_flow_stats),
+        ),
         r("POST", "/api/v1/snapshots/{id}/sql", post(sql)),
         r("GET", "/api/v1/snapshots/{id}/pcap", get(pcap)),
+        r(
+            "POST",
+            "/api/v1/snapshots/{id}/exports",
+            post(crate::exports::start),
+        ),
+        r(
+            "GET",
+            "/api/v1/snapshots/{id}/exports/{export_id}",
+            get(crate::exports::status),
+        ),
+        r(
+            "DELETE",
+            "/api/v1/snapshots/{id}/exports/{export_id}",
+            delete(crate::exports::cancel),
+        ),
+        r(
+            "GET",
+            "/api/v1/snapshots/{id}/exports/{export_id}/file",
+            get(crate::exports::download),
+        ),
+        r(
+            "GET",
+            "/api/v1/snapshots/{id}/insights/service",
+            get(crate::insights::service),
+        ),
+        r(
+            "GET",
+            "/api/v1/snapshots/{id}/insights/anomalies",
+            get(crate::insights::anomalies),
+        ),
+        r(
+            "GET",
+            "/api/v1/snapshots/{id}/insights/explain",
+            get(crate::insights::explain),
+        ),
     ]
 }
 
 /// The router of [`routes`], with the bearer-token check and a JSON 404,
-/// plus MCP at `/mcp` over those routes ([`crate::mcp::mount`]).
+/// plus MCP at `/mcp` over those routes ([`crate::mcp::mount`]). A
+/// cluster hub serves the same paths with the fan-out handlers of
+/// [`crate::cluster::routes`] instead.
 pub fn router(hub: Hub) -> Router {
     let mut router = Router::new();
-    for r in routes() {
+    let list = if hub.cluster().is_some() {
+        crate::cluster::routes()
+    } else {
+        routes()
+    };
+    for r in list {
         router = router.route(r.path, r.handler);
     }
     let rest = router
@@ -177,7 +227,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// Runs disk or DataFusion work off the runtime's workers.
-async fn blocking<T, F>(f: F) -> Result<T, ApiError>
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, ApiError>
 where
     F: FnOnce() -> Result<T, ApiError> + Send + 'static,
     T: Send + 'static,
@@ -187,18 +237,20 @@ where
         .map_err(|e| ApiError::internal(format!("a worker thread failed: {e}")))?
 }
 
-fn now_ns() -> i64 {
+pub(crate) fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
-fn data_dir(hub: &Hub) -> PathBuf {
+pub(crate) fn data_dir(hub: &Hub) -> PathBuf {
     hub.config().data_dir.clone()
 }
 
 /// Parses a JSON body strictly; an empty body is `T::default()`.
-fn json_body<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiError> {
+pub(crate) fn json_body<T: serde::de::DeserializeOwned + Default>(
+    body: &Bytes,
+) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
@@ -211,7 +263,7 @@ fn json_body<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T
     })
 }
 
-fn split_list(s: Option<&str>) -> Vec<String> {
+pub(crate) fn split_list(s: Option<&str>) -> Vec<String> {
     s.map(|s| {
         s.split(',')
             .map(str::trim)
@@ -226,12 +278,13 @@ async fn health(State(hub): State<Hub>) -> Json<Value> {
     Json(json!({
         "service": "trawl",
         "version": env!("CARGO_PKG_VERSION"),
+        "mode": "node",
         "node": hub.live().map(|l| l.node().to_owned()),
         "data_dir": hub.config().data_dir.display().to_string(),
     }))
 }
 
-fn boundaries_json(b: &Boundaries) -> Value {
+pub(crate) fn boundaries_json(b: &Boundaries) -> Value {
     json!({
         "node": b.node,
         "oldest_ts": b.oldest_ts,
@@ -248,14 +301,14 @@ fn boundaries_json(b: &Boundaries) -> Value {
 
 /// Per node of the data directory: what its raw store holds. The node a
 /// tap in this process writes reports its live counters (drops included).
-async fn boundaries(State(hub): State<Hub>) -> Result<Json<Value>, ApiError> {
-    let dir = data_dir(&hub);
+async fn local_boundaries(hub: &Hub) -> Result<Vec<Boundaries>, ApiError> {
+    let dir = data_dir(hub);
     let live = hub.live().map(|l| l.boundaries());
-    let nodes = blocking(move || {
+    blocking(move || {
         let mut out = Vec::new();
         for node in list_nodes(&dir)? {
             if let Some(b) = live.as_ref().filter(|b| b.node == node) {
-                out.push(boundaries_json(b));
+                out.push(b.clone());
                 continue;
             }
             let src = read_node_dir(&dir, &node)?;
@@ -268,12 +321,65 @@ async fn boundaries(State(hub): State<Hub>) -> Result<Json<Value>, ApiError> {
                 segments: src.segments.len() as u64,
                 ..Boundaries::default()
             };
-            out.push(boundaries_json(&b));
+            out.push(b);
         }
         Ok(out)
     })
-    .await?;
-    Ok(Json(json!({ "nodes": nodes })))
+    .await
+}
+
+/// The span of every node together: oldest and newest packet of any,
+/// packets, bytes and drops summed. The hub computes it the same way over
+/// its workers' nodes.
+pub(crate) fn overall_boundaries(nodes: &[Boundaries]) -> Value {
+    let all = Boundaries {
+        node: String::new(),
+        oldest_ts: nodes.iter().filter_map(|b| b.oldest_ts).min(),
+        newest_ts: nodes.iter().filter_map(|b| b.newest_ts).max(),
+        packets: nodes.iter().map(|b| b.packets).sum(),
+        bytes: nodes.iter().map(|b| b.bytes).sum(),
+        segments: nodes.iter().map(|b| b.segments).sum(),
+        drops: nodes.iter().map(|b| b.drops).sum(),
+        store_drops: nodes.iter().map(|b| b.store_drops).sum(),
+        ..Boundaries::default()
+    };
+    let mut v = boundaries_json(&all);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("node");
+    }
+    v
+}
+
+async fn boundaries(State(hub): State<Hub>) -> Result<Json<Value>, ApiError> {
+    let nodes = local_boundaries(&hub).await?;
+    Ok(Json(json!({
+        "nodes": nodes.iter().map(boundaries_json).collect::<Vec<_>>(),
+        "overall": overall_boundaries(&nodes),
+        "partial": false,
+        "missing_nodes": [],
+    })))
+}
+
+/// The nodes this API answers for: here only the local ones (the tap's
+/// live node, and any other raw store of the data directory), always up.
+/// A cluster hub lists its workers instead ([`crate::cluster`]).
+async fn nodes(State(hub): State<Hub>) -> Result<Json<Value>, ApiError> {
+    let now = rfc3339_micros(now_ns());
+    let nodes: Vec<Value> = local_boundaries(&hub)
+        .await?
+        .iter()
+        .map(|b| {
+            json!({
+                "node": b.node,
+                "url": null,
+                "status": "up",
+                "last_seen": now,
+                "local": hub.live().is_some_and(|l| l.node() == b.node),
+                "boundaries": boundaries_json(b),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "mode": "node", "nodes": nodes })))
 }
 
 fn field_json(d: &FieldDef) -> Value {
@@ -287,7 +393,7 @@ fn field_json(d: &FieldDef) -> Value {
     })
 }
 
-async fn fields() -> Json<Value> {
+pub(crate) async fn fields() -> Json<Value> {
     Json(json!({
         "calls": call_fields().iter().map(field_json).collect::<Vec<_>>(),
         "flows": FLOW_FIELDS.iter().map(field_json).collect::<Vec<_>>(),
@@ -296,9 +402,9 @@ async fn fields() -> Json<Value> {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PageQuery {
-    limit: Option<usize>,
-    cursor: Option<String>,
+pub(crate) struct PageQuery {
+    pub(crate) limit: Option<usize>,
+    pub(crate) cursor: Option<String>,
 }
 
 async fn list_snapshots_h(
@@ -333,17 +439,17 @@ async fn list_snapshots_h(
 /// `POST /api/v1/snapshots`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CreateSnapshot {
+pub(crate) struct CreateSnapshot {
     /// The last D ending now (`15m`, `1h30m`).
-    last: Option<String>,
+    pub(crate) last: Option<String>,
     /// RFC 3339 window; `to` defaults to now.
-    from: Option<String>,
-    to: Option<String>,
+    pub(crate) from: Option<String>,
+    pub(crate) to: Option<String>,
     #[serde(default)]
-    name: String,
+    pub(crate) name: String,
     /// Only these nodes; empty for all.
     #[serde(default)]
-    nodes: Vec<String>,
+    pub(crate) nodes: Vec<String>,
 }
 
 async fn create_snapshot_h(
@@ -417,7 +523,7 @@ async fn create_snapshot_h(
     Ok((StatusCode::CREATED, Json(manifest)))
 }
 
-async fn snapshot_of(hub: &Hub, id: String) -> Result<Snapshot, ApiError> {
+pub(crate) async fn snapshot_of(hub: &Hub, id: String) -> Result<Snapshot, ApiError> {
     let dir = data_dir(hub);
     blocking(move || Ok(get_snapshot(&dir, &id)?)).await
 }
@@ -506,18 +612,18 @@ async fn index_of(hub: &Hub, id: String) -> Result<PathBuf, ApiError> {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CallsQuery {
+pub(crate) struct CallsQuery {
     /// KFL; empty matches every call.
-    filter: Option<String>,
-    limit: Option<usize>,
-    cursor: Option<String>,
+    pub(crate) filter: Option<String>,
+    pub(crate) limit: Option<usize>,
+    pub(crate) cursor: Option<String>,
     /// Comma-separated KFL names; `-name` sorts descending.
-    sort: Option<String>,
+    pub(crate) sort: Option<String>,
     /// Comma-separated KFL names to return.
-    fields: Option<String>,
+    pub(crate) fields: Option<String>,
 }
 
-fn check_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+pub(crate) fn check_limit(limit: Option<usize>) -> Result<usize, ApiError> {
     let l = limit.unwrap_or(DEFAULT_LIMIT);
     if l == 0 || l > MAX_LIMIT.min(MAX_QUERY_LIMIT) {
         return Err(ApiError::bad_request(format!(
@@ -565,7 +671,7 @@ async fn list_calls(
 
 /// A call id as the indexer writes them (`node/conn/index`): checked so
 /// that it can be quoted into KFL and SQL literals as it is.
-fn check_call_id(id: &str) -> Result<(), ApiError> {
+pub(crate) fn check_call_id(id: &str) -> Result<(), ApiError> {
     let ok = !id.is_empty()
         && id.len() <= MAX_CALL_ID
         && id
@@ -642,12 +748,17 @@ async fn get_call(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StatsQuery {
-    filter: Option<String>,
+pub(crate) struct StatsQuery {
+    pub(crate) filter: Option<String>,
     /// Comma-separated KFL names to group by.
-    by: Option<String>,
+    pub(crate) by: Option<String>,
     /// Time bucket width (`1m`, `30s`).
-    interval: Option<String>,
+    pub(crate) interval: Option<String>,
+    /// `true` answers `{"mergeable": StatsResult}`: the counters and the
+    /// HdrHistograms themselves (V2, base64), which a hub adds up exactly
+    /// across nodes before it takes percentiles.
+    #[serde(default)]
+    pub(crate) mergeable: bool,
 }
 
 async fn get_stats(
@@ -664,6 +775,19 @@ async fn get_stats(
     let filter = q.filter.unwrap_or_default();
     blocking(move || {
         let r = stats(&dir, &filter, &opts)?;
+        if q.mergeable {
+            return Ok(Json(json!({ "mergeable": r })));
+        }
+        Ok(Json(stats_json(&r)))
+    })
+    .await
+}
+
+/// The answer of the stats route: per group its counters, error rate and
+/// latency percentiles (taken from the group's histogram, so a merged
+/// result gives the union's percentiles).
+pub(crate) fn stats_json(r: &trawl_index::stats::StatsResult) -> Value {
+    {
         let groups: Vec<Value> = r
             .groups
             .iter()
@@ -691,22 +815,215 @@ async fn get_stats(
                 })
             })
             .collect();
-        Ok(Json(json!({
+        json!({
             "by": r.by,
             "interval_ns": r.interval_ns,
             "total_calls": r.groups.iter().map(|g| g.count).sum::<u64>(),
             "groups": groups,
+        })
+    }
+}
+
+/// Flows per page when the caller gives no `limit`.
+pub const DEFAULT_FLOW_LIMIT: usize = 50;
+
+/// Deepest flow a listing reaches (`offset + limit`): the index's flow
+/// query returns a first page only, so a page further down reads the
+/// rows before it too; past this a caller should narrow the filter or
+/// aggregate (`/flows/stats`, `/sql`).
+pub const MAX_FLOW_DEPTH: usize = trawl_index::kfl::MAX_QUERY_LIMIT;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FlowsQuery {
+    /// KFL over the flow fields; empty matches every flow.
+    pub(crate) filter: Option<String>,
+    pub(crate) limit: Option<usize>,
+    pub(crate) cursor: Option<String>,
+}
+
+/// The cursor of a page that starts `offset` rows into the matches: the
+/// shape `trawl_index::kfl::query` uses for calls (URL-safe base64 of
+/// `o<offset>`), so that one decoder serves calls and flows and a hub can
+/// address any position of a node's list.
+pub(crate) fn offset_cursor(offset: usize) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("o{offset}"))
+}
+
+pub(crate) fn decode_offset_cursor(c: &str) -> Result<usize, ApiError> {
+    let bad = || {
+        ApiError::bad_request(format!(
+            "invalid cursor {c:?}: pass the next_cursor of the previous page as it is"
+        ))
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .map_err(|_| bad())?;
+    std::str::from_utf8(&bytes)
+        .ok()
+        .and_then(|s| s.strip_prefix('o'))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(bad)
+}
+
+/// `GET /snapshots/{id}/flows`: the flows matching a KFL filter over the
+/// flow fields, ordered by first packet then `conn_id`, a page at a time.
+async fn list_flows(
+    State(hub): State<Hub>,
+    Path(id): Path<String>,
+    Query(q): Query<FlowsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = q.limit.unwrap_or(DEFAULT_FLOW_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::bad_request(format!(
+            "limit {limit} out of range: ask for 1 to {MAX_LIMIT} flows"
+        )));
+    }
+    let offset = q
+        .cursor
+        .as_deref()
+        .map(decode_offset_cursor)
+        .transpose()?
+        .unwrap_or(0);
+    let depth = offset.saturating_add(limit);
+    if depth > MAX_FLOW_DEPTH {
+        return Err(ApiError::bad_request(format!(
+            "this page would end {depth} flows deep; listings stop at {MAX_FLOW_DEPTH}"
+        ))
+        .with_suggestion("narrow the filter, or aggregate with /flows/stats or /sql"));
+    }
+    let dir = index_of(&hub, id).await?;
+    let filter = q.filter.unwrap_or_default();
+    blocking(move || {
+        let page = trawl_index::flow_stats::query_flows(&dir, &filter, depth)?;
+        let mut w = arrow::json::ArrayWriter::new(Vec::new());
+        let mut skip = offset;
+        for b in &page.batches {
+            let n = b.num_rows();
+            if skip >= n {
+                skip -= n;
+                continue;
+            }
+            w.write(&b.slice(skip, n - skip))
+                .map_err(|e| ApiError::internal(format!("cannot render flows: {e}")))?;
+            skip = 0;
+        }
+        w.finish()
+            .map_err(|e| ApiError::internal(format!("cannot render flows: {e}")))?;
+        let buf = w.into_inner();
+        let rows: Vec<Value> = if buf.is_empty() {
+            Vec::new()
+        } else {
+            serde_json::from_slice(&buf).map_err(|e| ApiError::internal(e.to_string()))?
+        };
+        let total = usize::try_from(page.total_matching).unwrap_or(usize::MAX);
+        let end = offset.saturating_add(rows.len());
+        let next = (!rows.is_empty() && end < total).then(|| offset_cursor(end));
+        Ok(Json(json!({
+            "total": page.total_matching,
+            "returned": rows.len(),
+            "truncated": next.is_some(),
+            "next_cursor": next,
+            "flows": rows,
         })))
     })
     .await
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FlowStatsQuery {
+    pub(crate) filter: Option<String>,
+    /// `pair` (client → server, the default) or `server`.
+    pub(crate) by: Option<String>,
+    /// `true` answers `{"mergeable": FlowStatsResult}` for a hub to add up.
+    #[serde(default)]
+    pub(crate) mergeable: bool,
+}
+
+pub(crate) fn flow_grouping(by: Option<&str>) -> Result<FlowGrouping, ApiError> {
+    match by {
+        None | Some("pair") => Ok(FlowGrouping::Pair),
+        Some("server") => Ok(FlowGrouping::Server),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "unknown grouping {other:?}: use pair or server"
+        ))),
+    }
+}
+
+/// `GET /snapshots/{id}/flows/stats`: per client → server pair (or per
+/// server) churn, failed handshakes, resets, retransmission rate and RTT
+/// percentiles.
+async fn get_flow_stats(
+    State(hub): State<Hub>,
+    Path(id): Path<String>,
+    Query(q): Query<FlowStatsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let by = flow_grouping(q.by.as_deref())?;
+    let dir = index_of(&hub, id).await?;
+    let filter = q.filter.unwrap_or_default();
+    blocking(move || {
+        let r = trawl_index::flow_stats::flow_stats(&dir, &filter, by)?;
+        if q.mergeable {
+            return Ok(Json(json!({ "mergeable": r })));
+        }
+        Ok(Json(flow_stats_json(&r)))
+    })
+    .await
+}
+
+/// The answer of the flow stats route; percentiles come from the merged
+/// histograms, as for calls.
+pub(crate) fn flow_stats_json(r: &FlowStatsResult) -> Value {
+    let span = r.span_ns();
+    let pct = |h: &hdrhistogram::Histogram<u64>| {
+        json!({
+            "p50": FlowGroupStats::quantile(h, 0.50),
+            "p95": FlowGroupStats::quantile(h, 0.95),
+            "p99": FlowGroupStats::quantile(h, 0.99),
+            "max": (!h.is_empty()).then(|| h.max()),
+        })
+    };
+    let groups: Vec<Value> = r
+        .groups
+        .iter()
+        .map(|g| {
+            json!({
+                "key": g.key,
+                "connections": g.connections,
+                "tcp_connections": g.tcp_connections,
+                "opened_per_minute": g.opened_per_minute(span),
+                "refused": g.refused,
+                "unanswered": g.unanswered,
+                "failed_handshakes": g.failed_handshakes(),
+                "reset_connections": g.reset_connections,
+                "rst_segments": g.rst_segments,
+                "retransmissions": g.retransmissions,
+                "data_segments": g.data_segments,
+                "retransmission_rate": g.retransmission_rate(),
+                "bytes": g.bytes,
+                "first_open": rfc3339_micros(g.first_open_ns),
+                "last_open": rfc3339_micros(g.last_open_ns),
+                "handshake_rtt_us": pct(&g.handshake_rtt_us),
+                "data_rtt_us": pct(&g.data_rtt_us),
+            })
+        })
+        .collect();
+    json!({
+        "by": r.by,
+        "window_start_ns": r.window_start_ns,
+        "window_end_ns": r.window_end_ns,
+        "total_connections": r.groups.iter().map(|g| g.connections).sum::<u64>(),
+        "groups": groups,
+    })
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SqlRequest {
-    query: String,
+pub(crate) struct SqlRequest {
+    pub(crate) query: String,
     /// Rows returned, at most [`MAX_SQL_ROWS`] (the default).
-    limit: Option<usize>,
+    pub(crate) limit: Option<usize>,
 }
 
 async fn sql(
@@ -795,18 +1112,18 @@ pub fn packet_filter(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PcapQuery {
+pub(crate) struct PcapQuery {
     /// RFC 3339 bounds within the snapshot's window.
-    from: Option<String>,
-    to: Option<String>,
+    pub(crate) from: Option<String>,
+    pub(crate) to: Option<String>,
     /// Comma-separated node names.
-    nodes: Option<String>,
+    pub(crate) nodes: Option<String>,
     /// tcpdump syntax.
-    filter: Option<String>,
+    pub(crate) filter: Option<String>,
     /// `pcap` (default) or `pcapng`.
-    format: Option<String>,
+    pub(crate) format: Option<String>,
 }
 
 /// What the exporting thread sends the response.
@@ -837,18 +1154,31 @@ async fn pcap(
     Path(id): Path<String>,
     Query(q): Query<PcapQuery>,
 ) -> Result<Response, ApiError> {
-    let format = match q.format.as_deref() {
-        None | Some("pcap") => ExportFormat::Pcap,
-        Some("pcapng") => ExportFormat::PcapNg,
-        Some(other) => {
-            return Err(ApiError::bad_request(format!(
-                "unknown format {other:?}: use pcap or pcapng"
-            )));
-        }
-    };
+    let (snap, opts) = node_export(&hub, id.clone(), &q).await?;
+    export_response(snap, opts, &id, HeaderMap::new(), || {}).await
+}
+
+/// The format a PCAP export asks for.
+pub(crate) fn export_format(q: &PcapQuery) -> Result<ExportFormat, ApiError> {
+    match q.format.as_deref() {
+        None | Some("pcap") => Ok(ExportFormat::Pcap),
+        Some("pcapng") => Ok(ExportFormat::PcapNg),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "unknown format {other:?}: use pcap or pcapng"
+        ))),
+    }
+}
+
+/// A node's snapshot and the export options of `q` (filter compiled).
+pub(crate) async fn node_export(
+    hub: &Hub,
+    id: String,
+    q: &PcapQuery,
+) -> Result<(Snapshot, ExportOptions), ApiError> {
+    let format = export_format(q)?;
     let from = q.from.as_deref().map(parse_time).transpose()?;
     let to = q.to.as_deref().map(parse_time).transpose()?;
-    let snap = snapshot_of(&hub, id.clone()).await?;
+    let snap = snapshot_of(hub, id).await?;
     let filter = match q.filter.as_deref().filter(|f| !f.trim().is_empty()) {
         Some(expr) => Some(packet_filter(expr, &snap.manifest).map_err(|e| {
             ApiError::new(
@@ -868,14 +1198,30 @@ async fn pcap(
         filter,
         format,
     };
+    Ok((snap, opts))
+}
+
+/// Streams `export(snap, opts)` as the response, with `headers` added;
+/// `done` runs on the exporting thread once the export has ended (the
+/// hub deletes its spooled worker files there). An error before the
+/// first byte is a JSON error.
+pub(crate) async fn export_response(
+    snap: Snapshot,
+    opts: ExportOptions,
+    id: &str,
+    mut headers: HeaderMap,
+    done: impl FnOnce() + Send + 'static,
+) -> Result<Response, ApiError> {
+    let format = opts.format;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Chunk>(EXPORT_QUEUE);
     tokio::task::spawn_blocking(move || {
-        let done = tx.clone();
+        let end = tx.clone();
         let r = export(&snap, &opts, ChannelWriter(tx));
         if let Err(e) = &r {
             tracing::debug!(error = %e, "Export stopped.");
         }
-        let _ = done.blocking_send(Chunk::Done(r.map(|_| ()).map_err(ApiError::from)));
+        done();
+        let _ = end.blocking_send(Chunk::Done(r.map(|_| ()).map_err(ApiError::from)));
     });
     // An error before the first byte is a JSON error; after it, the body
     // is cut short (the client sees a truncated transfer).
@@ -899,7 +1245,6 @@ async fn pcap(
         ExportFormat::Pcap => ("application/vnd.tcpdump.pcap", "pcap"),
         ExportFormat::PcapNg => ("application/x-pcapng", "pcapng"),
     };
-    let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static(ctype),

@@ -1,22 +1,28 @@
-//! trawl's HTTP API for one node: data boundaries, snapshots, dissection
-//! (indexing) jobs on snapshots, KFL call listings, one call with its
-//! payloads, statistics, SQL, the field catalogue and PCAP export, as JSON
-//! under `/api/v1` ([`api`] lists every route; `openapi.yaml` next to this
-//! crate documents them and a test keeps the two equal).
+//! trawl's HTTP API: nodes, data boundaries, snapshots, dissection
+//! (indexing) jobs on snapshots, KFL call and flow listings, one call with
+//! its payloads, statistics, SQL, the field catalogue and PCAP export
+//! (streamed, or as a job: [`exports`]), as JSON under `/api/v1` ([`api`]
+//! lists every route; `openapi.yaml` next to this crate documents them and
+//! a test keeps the two equal).
 //!
-//! `trawl tap` serves it next to live capture (the embedded default) with
-//! [`spawn_server`]; the hub of a cluster will fan the same API out to
-//! workers, which is why snapshot requests already take `nodes` and list
-//! answers carry cursors. Disk and DataFusion work runs on blocking threads
-//! (`spawn_blocking`, or a thread of its own for a dissection job), never
-//! on the runtime's workers.
+//! `trawl tap` and `trawl worker` serve it next to live capture with
+//! [`spawn_server`]; `trawl hub` serves the same routes over workers
+//! ([`Hub::new_cluster`], [`cluster`]): it fans each request out to them
+//! with reqwest and merges the answers (lists by time with a cursor
+//! holding every node's position, statistics exactly from their
+//! histograms), flagging `partial` when a worker is down. Disk and
+//! DataFusion work runs on blocking threads (`spawn_blocking`, or a thread
+//! of its own for a dissection job), never on the runtime's workers.
 //!
 //! Security: the API gives packet payloads away, so it listens on loopback
 //! unless a bearer token is configured ([`check_bind`]); with a token every
 //! request must carry `Authorization: Bearer <token>`.
 
 pub mod api;
+pub mod cluster;
 pub mod error;
+pub mod exports;
+mod insights;
 pub mod jobs;
 pub mod live;
 pub mod mcp;
@@ -25,6 +31,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+pub use cluster::ClusterConfig;
 pub use error::ApiError;
 pub use live::LiveNode;
 
@@ -57,6 +64,8 @@ struct Inner {
     cfg: HubConfig,
     live: Option<Arc<LiveNode>>,
     jobs: jobs::Jobs,
+    exports: exports::Exports,
+    cluster: Option<cluster::Cluster>,
 }
 
 impl Hub {
@@ -69,8 +78,31 @@ impl Hub {
                 cfg,
                 live,
                 jobs: jobs::Jobs::default(),
+                exports: exports::Exports::default(),
+                cluster: None,
             }),
         }
+    }
+
+    /// A hub over workers: every route fans out to `cluster.workers`
+    /// (their own APIs) and merges the answers; `cfg.data_dir` holds the
+    /// hub's snapshot manifests and MCP's PCAP exports.
+    pub fn new_cluster(cfg: HubConfig, cluster: ClusterConfig) -> Result<Hub, StartError> {
+        let c = cluster::Cluster::new(cluster, &cfg.data_dir)?;
+        Ok(Hub {
+            inner: Arc::new(Inner {
+                cfg,
+                live: None,
+                jobs: jobs::Jobs::default(),
+                exports: exports::Exports::default(),
+                cluster: Some(c),
+            }),
+        })
+    }
+
+    /// The workers, when this is a cluster hub.
+    pub fn cluster(&self) -> Option<&cluster::Cluster> {
+        self.inner.cluster.as_ref()
     }
 
     pub fn config(&self) -> &HubConfig {
@@ -83,6 +115,10 @@ impl Hub {
 
     pub(crate) fn jobs(&self) -> &jobs::Jobs {
         &self.inner.jobs
+    }
+
+    pub(crate) fn exports(&self) -> &exports::Exports {
+        &self.inner.exports
     }
 }
 
@@ -101,6 +137,8 @@ pub enum StartError {
     },
     #[error("cannot start the API's runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("{0}")]
+    Cluster(String),
 }
 
 /// Checks that serving on `addr` is allowed: loopback always, any other

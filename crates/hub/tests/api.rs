@@ -260,6 +260,45 @@ fn investigation_over_http() {
     .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(count_packets(&r.bytes().unwrap()), truth.udp_packets);
+    // The same as a job on the node; a bad filter fails the POST itself.
+    let (s, v) = c.post(&format!("/api/v1/snapshots/{id}/exports"), &json!({}));
+    assert_eq!(s, 202, "{v}");
+    let status = format!(
+        "/api/v1/snapshots/{id}/exports/{}",
+        v["export_id"].as_str().unwrap()
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let st = loop {
+        let (_, st) = c.get(&status);
+        if st["status"] != "running" {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "export did not finish: {st}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        (&st["status"], &st["packets"]),
+        (&json!("done"), &json!(truth.packets)),
+        "{st}"
+    );
+    let bytes = reqwest::blocking::get(format!(
+        "http://{}{}",
+        server.addr(),
+        st["download"].as_str().unwrap()
+    ))
+    .unwrap()
+    .bytes()
+    .unwrap();
+    assert_eq!(count_packets(&bytes), truth.packets);
+    let (s, v) = c.post(
+        &format!("/api/v1/snapshots/{id}/exports"),
+        &json!({"filter": "tcp portt 80"}),
+    );
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("bad_packet_filter")),
+        "{v}"
+    );
     let (s, v) = c.get(&format!(
         "/api/v1/snapshots/{id}/pcap?filter=tcp%20portt%2080"
     ));
@@ -331,4 +370,455 @@ fn a_token_is_required_when_configured() {
     assert_eq!(r.status(), 200);
     let v: Value = r.json().unwrap();
     assert_eq!(v["nodes"], json!([]));
+}
+
+/// One node of the in-process cluster: a raw store filled from a
+/// generated capture, its API on a loopback port, and a thread standing
+/// in for the tap's capture loop (it acknowledges flush requests).
+struct Node {
+    server: Option<ServerHandle>,
+    truth: GenSummary,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    _dir: tempfile::TempDir,
+}
+
+impl Node {
+    fn start(name: &str, seed: u64, start_ns: i64) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let pcap = dir.path().join("gen.pcap");
+        let truth = generate(
+            std::fs::File::create(&pcap).unwrap(),
+            &GenConfig {
+                packets: 3_000,
+                seed,
+                start_ns,
+                ..GenConfig::default()
+            },
+        )
+        .unwrap();
+        let data = dir.path().join("data");
+        let mut store =
+            trawl_rawstore::RawStore::open(&data, name, trawl_rawstore::StoreConfig::default())
+                .unwrap();
+        let mut r = trawl_packet::CaptureReader::open(&pcap).unwrap();
+        while let Some(p) = r.next_packet().unwrap() {
+            store.append(p.ts_ns, p.link, p.data, p.orig_len).unwrap();
+        }
+        store.flush().unwrap();
+        let live = std::sync::Arc::new(trawl_hub::LiveNode::new(name));
+        live.publish(store.boundaries());
+        store.close().unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (l2, s2) = (live.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s2.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(g) = l2.flush_wanted() {
+                    l2.flushed(g);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        let hub = Hub::new(
+            HubConfig {
+                data_dir: data,
+                token: Some("worker-token".into()),
+                index_threads: 1,
+                tools: trawl_mcp::ToolPolicy::default(),
+            },
+            Some(live),
+        );
+        let l = bind("127.0.0.1:0".parse().unwrap(), Some("worker-token")).unwrap();
+        Node {
+            server: Some(spawn_server(l, hub).unwrap()),
+            truth,
+            stop,
+            _dir: dir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.server.as_ref().unwrap().addr())
+    }
+
+    fn kill(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.server.take().unwrap().stop().unwrap();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Every page of `path` (a list route of the hub) until the last.
+fn all_pages(c: &Client, path: &str, key: &str, limit: usize) -> (Vec<Value>, usize) {
+    let mut rows = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut p = format!("{path}{sep}limit={limit}");
+        if let Some(cur) = &cursor {
+            p.push_str(&format!("&cursor={cur}"));
+        }
+        let (s, v) = c.get(&p);
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["partial"], false, "{v}");
+        let page = v[key].as_array().unwrap();
+        assert!(page.len() <= limit);
+        rows.extend(page.iter().cloned());
+        pages += 1;
+        match v["next_cursor"].as_str() {
+            Some(n) => cursor = Some(n.to_owned()),
+            None => break,
+        }
+        assert!(pages < 10_000, "the cursor does not advance");
+    }
+    (rows, pages)
+}
+
+/// The hub's percentiles of a group against a histogram of every value
+/// (the union), built here from the raw latencies SQL returned.
+fn assert_union_percentiles(group: &Value, latencies: &[u64]) {
+    let mut h = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+    for &l in latencies {
+        h.record(l).unwrap();
+    }
+    for (k, q) in [("p50", 0.50), ("p95", 0.95), ("p99", 0.99)] {
+        assert_eq!(
+            group["latency_us"][k].as_u64(),
+            Some(h.value_at_quantile(q)),
+            "{k} of {group}"
+        );
+    }
+    assert_eq!(group["latency_us"]["max"].as_u64(), Some(h.max()));
+}
+
+/// A cluster in one process: two nodes with their own raw stores and a
+/// hub over them. The hub's snapshot covers both, dissection runs on
+/// both, lists merge by time with a cursor that pages through all without
+/// duplicates, stats equal the union's (counts from the generators'
+/// ground truth, percentiles from a histogram of every latency), and with
+/// one node stopped the answers are flagged partial.
+#[test]
+fn a_hub_fans_out_to_two_nodes_and_merges_exactly() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let start = now - 600_000_000_000;
+    let mut n1 = Node::start("n1", 41, start);
+    let n2 = Node::start("n2", 42, start + 1_000_000);
+    let hub_dir = tempfile::tempdir().unwrap();
+    let hub = Hub::new_cluster(
+        HubConfig {
+            data_dir: hub_dir.path().to_owned(),
+            token: None,
+            index_threads: 1,
+            tools: trawl_mcp::ToolPolicy::default(),
+        },
+        trawl_hub::ClusterConfig {
+            workers: vec![n1.url(), n2.url()],
+            worker_token: Some("worker-token".into()),
+            timeout: Some(Duration::from_secs(60)),
+        },
+    )
+    .unwrap();
+    let mcp_router = trawl_hub::api::router(hub.clone());
+    let server = spawn_server(bind("127.0.0.1:0".parse().unwrap(), None).unwrap(), hub).unwrap();
+    let c = Client::new(&server);
+    let (t1, t2) = (&n1.truth, &n2.truth);
+
+    let (s, v) = c.get("/api/v1/nodes");
+    assert_eq!(s, 200, "{v}");
+    let names: BTreeSet<&str> = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            assert_eq!(n["status"], "up", "{n}");
+            n["node"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(names, BTreeSet::from(["n1", "n2"]));
+
+    let (_, v) = c.get("/api/v1/boundaries");
+    assert_eq!(v["nodes"].as_array().unwrap().len(), 2, "{v}");
+    assert_eq!(v["overall"]["packets"], t1.packets + t2.packets, "{v}");
+    assert_eq!(v["partial"], false);
+
+    let (s, snap) = c.post("/api/v1/snapshots", &json!({"last": "1h", "name": "both"}));
+    assert_eq!(s, 201, "{snap}");
+    assert_eq!(snap["nodes"].as_array().unwrap().len(), 2, "{snap}");
+    assert_eq!(snap["packets"], t1.packets + t2.packets, "{snap}");
+    let id = snap["id"].as_str().unwrap().to_owned();
+    let (_, v) = c.get("/api/v1/snapshots");
+    assert_eq!(v["snapshots"][0]["id"], id.as_str(), "{v}");
+
+    let (s, v) = c.post(&format!("/api/v1/snapshots/{id}/dissection"), &json!({}));
+    assert!(s == 202 || s == 200, "{s} {v}");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let done = loop {
+        let (s, v) = c.get(&format!("/api/v1/snapshots/{id}/dissection"));
+        assert_eq!(s, 200, "{v}");
+        if v["status"] == "done" {
+            break v;
+        }
+        assert_eq!(v["status"], "running", "{v}");
+        assert!(Instant::now() < deadline, "dissection did not finish: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let calls = t1.http_calls + t1.dns_calls + t2.http_calls + t2.dns_calls;
+    assert_eq!(done["counts"]["calls"], calls, "{done}");
+    assert_eq!(done["nodes"].as_array().unwrap().len(), 2);
+
+    // Every call once, in time order, over pages that cross both nodes.
+    let (rows, pages) = all_pages(&c, &format!("/api/v1/snapshots/{id}/calls"), "calls", 97);
+    assert_eq!(rows.len() as u64, calls);
+    assert!(pages > 2);
+    let ids: BTreeSet<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), rows.len(), "a call came twice");
+    assert!(ids.iter().any(|i| i.starts_with("n1/")) && ids.iter().any(|i| i.starts_with("n2/")));
+    let ts: Vec<i64> = rows
+        .iter()
+        .map(|r| trawl_rawstore::parse_time(r["timestamp"].as_str().unwrap()).unwrap())
+        .collect();
+    assert!(ts.windows(2).all(|w| w[0] <= w[1]), "not in time order");
+    // Fields the merge needs but the caller did not ask for are left out.
+    let (_, v) = c.get(&format!(
+        "/api/v1/snapshots/{id}/calls?filter=http&fields=path&limit=5"
+    ));
+    assert_eq!(v["total"], t1.http_calls + t2.http_calls);
+    assert_eq!(v["calls"][0].as_object().unwrap().len(), 1, "{v}");
+
+    // One call of the second node, routed by its id.
+    let other = rows
+        .iter()
+        .find(|r| r["id"].as_str().unwrap().starts_with("n2/"))
+        .unwrap();
+    let call_id = other["id"].as_str().unwrap();
+    let (s, v) = c.get(&format!("/api/v1/snapshots/{id}/calls/{call_id}"));
+    assert_eq!((s, &v["call"]["id"]), (200, &json!(call_id)), "{v}");
+
+    // Stats of the union: counts from the ground truth, percentiles from
+    // every latency (one SQL row per call, each node's rows).
+    let (s, v) = c.get(&format!(
+        "/api/v1/snapshots/{id}/stats?filter=http&by=status_code"
+    ));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["total_calls"], t1.http_calls + t2.http_calls);
+    for g in v["groups"].as_array().unwrap() {
+        let code: u16 = g["key"][0].as_str().unwrap().parse().unwrap();
+        let want = t1.by_status.get(&code).unwrap_or(&0) + t2.by_status.get(&code).unwrap_or(&0);
+        assert_eq!(g["count"], want, "{g}");
+    }
+    let (s, sql) = c.post(
+        &format!("/api/v1/snapshots/{id}/sql"),
+        &json!({"query": "SELECT elapsed_time FROM calls WHERE protocol = 'http' AND has_request AND has_response"}),
+    );
+    assert_eq!(s, 200, "{sql}");
+    assert_eq!(sql["columns"][0], "node");
+    let lat: Vec<u64> = sql["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["elapsed_time"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lat.len() as u64, t1.http_calls + t2.http_calls);
+    let (_, v) = c.get(&format!("/api/v1/snapshots/{id}/stats?filter=http"));
+    assert_union_percentiles(&v["groups"][0], &lat);
+    // SQL aggregates are per node.
+    let (_, v) = c.post(
+        &format!("/api/v1/snapshots/{id}/sql"),
+        &json!({"query": "SELECT count(*) AS n FROM calls"}),
+    );
+    assert_eq!(v["rows"].as_array().unwrap().len(), 2, "{v}");
+
+    // Flows: every flow once, over pages; flow stats add up.
+    let (flows, _) = all_pages(&c, &format!("/api/v1/snapshots/{id}/flows"), "flows", 53);
+    let keys: BTreeSet<String> = flows
+        .iter()
+        .map(|f| format!("{}/{}", f["node"].as_str().unwrap(), f["conn_id"]))
+        .collect();
+    assert_eq!(keys.len(), flows.len());
+    let (_, fs) = c.get(&format!("/api/v1/snapshots/{id}/flows/stats"));
+    assert_eq!(fs["total_connections"], flows.len() as u64, "{fs}");
+    let (_, v) = c.get(&format!("/api/v1/snapshots/{id}/flows?filter=tcp&limit=1"));
+    assert_eq!(v["total"], t1.tcp_connections + t2.tcp_connections, "{v}");
+
+    // PCAP: both nodes' packets, merged in time order.
+    let r = reqwest::blocking::get(format!(
+        "http://{}/api/v1/snapshots/{id}/pcap",
+        server.addr()
+    ))
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let bytes = r.bytes().unwrap();
+    let mut rd = trawl_packet::CaptureReader::new(&bytes[..], "export").unwrap();
+    let (mut n, mut last) = (0u64, i64::MIN);
+    while let Some(p) = rd.next_packet().unwrap() {
+        assert!(p.ts_ns >= last, "export not in time order");
+        last = p.ts_ns;
+        n += 1;
+    }
+    assert_eq!(n, t1.packets + t2.packets);
+
+    // The MCP tools over the hub's routes: flows through KFL merge both
+    // nodes' and the flow summary adds up the nodes' SQL rows.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let backend = trawl_mcp::RouterBackend::new(mcp_router, hub_dir.path().join("exports"));
+    let tool = |name: &str, args: Value| -> Value {
+        rt.block_on(trawl_mcp::tools::call(
+            &backend,
+            &trawl_mcp::ToolPolicy::default(),
+            &trawl_mcp::tools::Progress::default(),
+            name,
+            args.as_object().cloned(),
+        ))
+        .unwrap_or_else(|e| panic!("{name}: {e:?}"))
+        .structured
+    };
+    let v = tool("list_l4_flows", json!({"snapshot_id": id, "limit": 60}));
+    assert_eq!(v["total"], flows.len() as u64, "{v}");
+    let mut seen = BTreeSet::new();
+    let mut page = v;
+    loop {
+        for f in page["flows"].as_array().unwrap() {
+            assert!(
+                seen.insert(format!("{}/{}", f["node"], f["conn_id"])),
+                "{f}"
+            );
+        }
+        let Some(next) = page["next_cursor"].as_str() else {
+            break;
+        };
+        page = tool(
+            "list_l4_flows",
+            json!({"snapshot_id": id, "limit": 60, "cursor": next}),
+        );
+    }
+    assert_eq!(seen.len(), flows.len());
+    let v = tool("get_l4_flow_summary", json!({"snapshot_id": id, "top": 50}));
+    assert_eq!(v["totals"]["flows"], flows.len() as u64, "{v}");
+    let closed: u64 = v["by_close_reason"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["flows"].as_u64().unwrap())
+        .sum();
+    assert_eq!(closed, flows.len() as u64, "{v}");
+    let v = tool(
+        "get_api_stats",
+        json!({"snapshot_id": id, "filter": "http"}),
+    );
+    assert_eq!(v["total_calls"], t1.http_calls + t2.http_calls, "{v}");
+
+    // PCAP export as a job on the hub: started, polled, downloaded, deleted.
+    let (s, v) = c.post(
+        &format!("/api/v1/snapshots/{id}/exports"),
+        &json!({"filter": "udp port 53", "format": "pcapng"}),
+    );
+    assert_eq!(s, 202, "{v}");
+    let eid = v["export_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let st = loop {
+        let (_, st) = c.get(&format!("/api/v1/snapshots/{id}/exports/{eid}"));
+        if st["status"] != "running" {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "export did not finish: {st}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(st["status"], "done", "{st}");
+    assert_eq!(st["packets"], t1.udp_packets + t2.udp_packets, "{st}");
+    assert_eq!(st["partial"], false);
+    let file = c
+        .http
+        .get(format!("{}{}", c.base, st["download"].as_str().unwrap()))
+        .send()
+        .unwrap();
+    assert_eq!(file.status(), 200);
+    let bytes = file.bytes().unwrap();
+    assert_eq!(st["bytes"], bytes.len() as u64);
+    assert_eq!(count_packets(&bytes), t1.udp_packets + t2.udp_packets);
+    let r = c
+        .http
+        .delete(format!("{}/api/v1/snapshots/{id}/exports/{eid}", c.base))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (s, _) = c.get(&format!("/api/v1/snapshots/{id}/exports/{eid}"));
+    assert_eq!(s, 404);
+    let (s, v) = c.post(
+        &format!("/api/v1/snapshots/{id}/exports"),
+        &json!({"format": "pcapx"}),
+    );
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("bad_request")),
+        "{v}"
+    );
+
+    // A mistake is the caller's: the workers' 400 comes back as it is.
+    let (s, v) = c.get(&format!(
+        "/api/v1/snapshots/{id}/calls?filter=http%20%26%26%20response.statuss%20%3D%3D%20200"
+    ));
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("bad_filter")),
+        "{v}"
+    );
+    assert_eq!(v["error"]["position"]["column"], 9);
+
+    // One node down: answers still come, flagged partial.
+    n1.kill();
+    let (s, v) = c.get(&format!("/api/v1/snapshots/{id}/calls?limit=5"));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["partial"], true);
+    assert_eq!(v["missing_nodes"], json!(["n1"]));
+    assert_eq!(v["total"], t2.http_calls + t2.dns_calls);
+    let (s, v) = c.get(&format!("/api/v1/snapshots/{id}/stats?filter=http"));
+    assert_eq!((s, &v["partial"]), (200, &json!(true)), "{v}");
+    assert_eq!(v["total_calls"], t2.http_calls);
+    let (s, v) = c.get("/api/v1/boundaries");
+    assert_eq!((s, &v["missing_nodes"]), (200, &json!(["n1"])), "{v}");
+    let (_, v) = c.get("/api/v1/nodes");
+    let down: Vec<&Value> = v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["status"] == "down")
+        .collect();
+    assert_eq!(down.len(), 1, "{v}");
+    assert_eq!(down[0]["node"], "n1");
+    let (s, v) = c.get(&format!("/api/v1/snapshots/{id}"));
+    assert_eq!((s, &v["partial"]), (200, &json!(true)), "{v}");
+    // A snapshot cut while a node is down: the manifest names it failed.
+    let (s, v) = c.post("/api/v1/snapshots", &json!({"last": "1h"}));
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["nodes"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["failed_nodes"][0]["node"], "n1", "{v}");
+    assert_eq!(v["missing_nodes"], json!(["n1"]), "{v}");
+    // Deleting reaches the node that answers; the other part stays listed
+    // for a second delete.
+    let r = c
+        .http
+        .delete(format!("{}/api/v1/snapshots/{id}", c.base))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["complete"], false, "{v}");
+    assert_eq!(v["remaining_nodes"], json!(["n1"]), "{v}");
+    let (s, v) = c.get(&format!("/api/v1/snapshots/{id}"));
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["nodes"].as_array().unwrap().len(), 1, "{v}");
+    drop(n2);
+    server.stop().unwrap();
 }

@@ -111,6 +111,27 @@ pub trait Backend: Send + Sync + 'static {
         id: String,
         req: PcapExport,
     ) -> impl Future<Output = BackendResult> + Send;
+    /// `GET /api/v1/snapshots/{id}/flows?filter=&limit=&cursor=`: flows
+    /// matching a KFL filter over the flow fields, by first packet. A hub
+    /// merges every node's. A backend without the route says so.
+    fn list_flows(
+        &self,
+        id: String,
+        filter: String,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> impl Future<Output = BackendResult> + Send {
+        let _ = (id, filter, limit, cursor);
+        async { Err(BackendError::internal("this backend does not list flows")) }
+    }
+    /// `GET /api/v1/snapshots/{id}/insights/{analysis}` (`service`,
+    /// `anomalies` or `explain`) with its query parameters.
+    fn insights(
+        &self,
+        id: String,
+        analysis: &'static str,
+        query: Vec<(&'static str, String)>,
+    ) -> impl Future<Output = BackendResult> + Send;
 }
 
 /// Which kind of failure, for the hint the agent gets.

@@ -10,6 +10,7 @@
 //! and only this crate uses it.
 
 pub mod backend;
+pub mod insights;
 pub mod proxy;
 pub mod reference;
 pub mod rest;

@@ -156,6 +156,23 @@ Open the interesting calls with get_api_call and lay out the chain of services w
         text: "Debug connectivity to {arg}. Check DNS first (list_api_calls with `dns && dns_questions.exists(q, q.contains(\"{arg}\"))`), then list_l4_flows with ip or where on the peer, get_l4_flow_summary for resets and close reasons, \
 and export_snapshot_pcap with a tcpdump filter on the peer for Wireshark. Report whether names resolve, whether connections open, and how they end.",
     },
+    // The investigation of issue 7 (`trawl demo` makes it): the analyses
+    // first, the raw calls and flows only to show evidence.
+    Playbook {
+        name: "investigate_service",
+        description: "What can you tell me about a service? Health, anomalies and their causes, with evidence.",
+        argument: Some(("service", "The service to investigate, e.g. frontend.")),
+        text: "Investigate the service {arg}. 1) get_data_boundaries; create_snapshot over the window in question (from/to in RFC 3339, or last=\"15m\"), then start_snapshot_dissection (it waits and reports progress). 2) analyze_service with service=\"{arg}\": calls, p50/p95/p99 latency and TCP connect time (microseconds), share of 2xx, the endpoints with most errors and highest p95, callers and callees. 3) find_anomalies (no kfl: the whole snapshot, since causes are usually downstream): error bursts, latency shifts, retry storms, connection churn, resets, pool exhaustion, DNS failures. 4) For the endpoint with most server errors, explain_errors with its evidence.kfl narrowed to the status code, e.g. `dst.service.name == \"{arg}\" && path == \"/api/v1/checkout\" && status_code == 503`. 5) Answer with numbers and times, and cite each finding's evidence (its kfl, and a call or flow id; get_api_call or list_l4_flows show one). Say what you did not see rather than guess; an absent field reads as 0 or \"\" in filters.",
+    },
+    Playbook {
+        name: "explain_failures",
+        description: "Why do these calls fail? The causal chain, timeouts and timeline behind failing calls.",
+        argument: Some((
+            "kfl",
+            "KFL selecting the failing calls, e.g. path == \"/api/v1/checkout\" && status_code == 503.",
+        )),
+        text: "Explain the failing calls selected by `{arg}` on a dissected snapshot (list_snapshots; else create_snapshot and start_snapshot_dissection). 1) explain_errors with kfl=`{arg}`: the servers that failed, what each was waiting on downstream during the failing calls (recursively), timeouts inferred from clustered elapsed times, the chain with the root cause last, and the timeline. 2) find_anomalies over the same window to confirm each link: a latency_shift on the root cause, resets and pool_exhaustion at the service that gave up, retry_storm from its callers. 3) Open one failing call with get_api_call (its response body often names the cause) and list_l4_flows with where=\"rst_count > 0\" for the resets. 4) Report the chain from the failing endpoint to the root cause, the timeout values, the order of events with times, and a recommendation; cite evidence kfl and ids for every claim.",
+    },
 ];
 
 /// The playbook named `name`.
@@ -184,6 +201,26 @@ mod tests {
         for p in PLAYBOOKS {
             assert!(names.insert(p.name), "{} twice", p.name);
             assert_eq!(p.argument.is_some(), p.text.contains("{arg}"), "{}", p.name);
+        }
+    }
+
+    #[test]
+    fn the_investigation_playbooks_lead_to_the_analyses() {
+        for (name, tools) in [
+            (
+                "investigate_service",
+                &["analyze_service", "find_anomalies", "explain_errors"][..],
+            ),
+            (
+                "explain_failures",
+                &["explain_errors", "find_anomalies"][..],
+            ),
+        ] {
+            let p = playbook(name).unwrap();
+            for t in tools {
+                assert!(p.text.contains(t), "{name} does not mention {t}");
+            }
+            assert!(p.text.contains("evidence"), "{name} asks for no evidence");
         }
     }
 }

@@ -265,6 +265,31 @@ impl Backend for RouterBackend {
         self.json(Method::POST, &path, &[], Some(body)).await
     }
 
+    async fn insights(
+        &self,
+        id: String,
+        analysis: &'static str,
+        query: Vec<(&'static str, String)>,
+    ) -> BackendResult {
+        let path = format!("{}/insights/{analysis}", snap(&id));
+        self.json(Method::GET, &path, &query, None).await
+    }
+
+    async fn list_flows(
+        &self,
+        id: String,
+        filter: String,
+        limit: usize,
+        cursor: Option<String>,
+    ) -> BackendResult {
+        let mut query = vec![("filter", filter), ("limit", limit.to_string())];
+        if let Some(c) = cursor {
+            query.push(("cursor", c));
+        }
+        let path = format!("{}/flows", snap(&id));
+        self.json(Method::GET, &path, &query, None).await
+    }
+
     async fn export_pcap(&self, id: String, req: PcapExport) -> BackendResult {
         let ext = if req.pcapng { "pcapng" } else { "pcap" };
         let mut query = vec![("format", ext.to_owned())];

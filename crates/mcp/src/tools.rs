@@ -260,7 +260,7 @@ pub static TOOLS: &[ToolDef] = &[
     def(
         "list_l4_flows",
         "List L4 flows",
-        "TCP and UDP connections of a dissected snapshot: endpoints, transport, detected protocol, number of calls, first and last packet (RFC 3339), how they closed, packets, bytes, retransmissions, resets and RTT (times in microseconds); any other flow field with fields. Filter by ip, port, or an SQL condition on the flows table (where: \"close_reason = 'rst'\"). Field names: describe_fields table=flows.",
+        "TCP and UDP connections of a dissected snapshot: endpoints, transport, detected protocol, number of calls, first and last packet (RFC 3339), how they closed, packets, bytes, retransmissions, resets and RTT (times in microseconds); any other flow field with fields. Filter by ip, port and a KFL filter over the flow fields (filter: \"tcp && retransmissions > 0\"), which on a hub merges every node's flows in time order; or by an SQL condition on the flows table (where: \"close_reason = 'rst'\") or with sort, which go through SQL (per node on a hub). Field names: describe_fields table=flows.",
         READS,
         io::<ListFlowsArgs, FlowsOut>(),
     ),
@@ -295,7 +295,7 @@ pub static TOOLS: &[ToolDef] = &[
     def(
         "query_sql",
         "SQL query",
-        "Read-only SQL (DataFusion dialect) over a dissected snapshot's tables `calls` and `flows`; columns are the field names with . replaced by _ (src.pod.name -> src_pod_name; describe_fields lists them). For aggregations the other tools lack, e.g. SELECT dst_name, count(*) AS n FROM calls WHERE status_code >= 500 GROUP BY dst_name ORDER BY n DESC.",
+        "Read-only SQL (DataFusion dialect) over a dissected snapshot's tables `calls` and `flows`; columns are the field names with . replaced by _ (src.pod.name -> src_pod_name; describe_fields lists them). For aggregations the other tools lack, e.g. SELECT dst_name, count(*) AS n FROM calls WHERE status_code >= 500 GROUP BY dst_name ORDER BY n DESC. On a cluster hub the query runs on every node and the rows come back with a `node` column: aggregates are per node (add them up, or use get_api_stats, which merges exactly).",
         READS,
         io::<SqlArgs, SqlOut>(),
     ),
@@ -306,6 +306,9 @@ pub static TOOLS: &[ToolDef] = &[
         READS,
         io::<DescribeArgs, DescribeOut>(),
     ),
+    crate::insights::ANALYZE_SERVICE,
+    crate::insights::FIND_ANOMALIES,
+    crate::insights::EXPLAIN_ERRORS,
 ];
 
 /// The tool named `name`.
@@ -400,7 +403,7 @@ impl ToolError {
 
     /// A backend error, with the fix said in terms of tools (the API's
     /// suggestions name routes).
-    fn from_backend(e: BackendError, snapshot: Option<&str>) -> ToolError {
+    pub(crate) fn from_backend(e: BackendError, snapshot: Option<&str>) -> ToolError {
         let id = snapshot.unwrap_or("SNAPSHOT_ID");
         let fix = match (e.code.as_str(), e.kind) {
             ("not_dissected", _) => Some(format!(
@@ -533,6 +536,9 @@ pub async fn call<B: Backend>(
         "export_snapshot_pcap" => export_pcap(backend, progress, parse(name, args)?).await,
         "query_sql" => query_sql(backend, parse(name, args)?).await,
         "describe_fields" => describe_fields(parse(name, args)?),
+        "analyze_service" => crate::insights::analyze_service(backend, parse(name, args)?).await,
+        "find_anomalies" => crate::insights::find_anomalies(backend, parse(name, args)?).await,
+        "explain_errors" => crate::insights::explain_errors(backend, parse(name, args)?).await,
         _ => Err(ToolError::input(
             format!("no tool named {name:?}"),
             format!(
@@ -793,6 +799,8 @@ pub struct ListFlowsArgs {
     pub ip: Option<String>,
     /// Only flows with this port at either end.
     pub port: Option<u16>,
+    /// KFL filter over the flow fields, e.g. "tcp && retransmissions > 0" or "close_reason == \"rst\"". Not with where.
+    pub filter: Option<String>,
     /// SQL condition over the flows table's columns, e.g. "transport = 'tcp' AND calls = 0".
     #[serde(rename = "where")]
     pub where_sql: Option<String>,
@@ -1663,7 +1671,6 @@ async fn list_flows<B: Backend>(b: &B, a: ListFlowsArgs) -> Result<ToolOutput, T
         MAX_ROWS,
         "use get_l4_flow_summary or query_sql for aggregates",
     )?;
-    let offset = decode_offset(a.cursor.as_deref())?;
     let fields: Vec<&FieldDef> = match &a.fields {
         Some(f) if f.iter().any(|x| x == "*") => FLOW_FIELDS.iter().collect(),
         Some(f) if !f.is_empty() => f.iter().map(|n| flow_field(n)).collect::<Result<_, _>>()?,
@@ -1684,14 +1691,26 @@ async fn list_flows<B: Backend>(b: &B, a: ListFlowsArgs) -> Result<ToolOutput, T
         }
         None => "timestamp ASC".to_owned(),
     };
+    let by_sql = a.where_sql.as_deref().is_some_and(|w| !w.trim().is_empty())
+        || a.sort.as_deref().is_some_and(|k| k != "timestamp");
+    if !by_sql {
+        return list_flows_kfl(b, a, limit, &fields).await;
+    }
+    if a.filter.as_deref().is_some_and(|f| !f.trim().is_empty()) {
+        return Err(ToolError::input(
+            "filter (KFL) cannot be combined with where or sort (SQL)",
+            "say it all in filter (KFL), or all in where (SQL)",
+        ));
+    }
+    let offset = decode_offset(a.cursor.as_deref())?;
     let cond = flow_conditions(a.ip.as_deref(), a.port, a.where_sql.as_deref())?;
     let id = a.snapshot_id;
+    // A hub answers one count per node: add them up.
     let (count, _) = sql_rows(b, &id, format!("SELECT count(*) AS n FROM flows{cond}"), 1).await?;
     let total = count
-        .first()
-        .and_then(|r| r.get("n"))
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
+        .iter()
+        .filter_map(|r| r.get("n").and_then(Value::as_u64))
+        .sum::<u64>();
     let sql = format!(
         "SELECT {} FROM flows{cond} ORDER BY {order}, conn_id ASC LIMIT {limit} OFFSET {offset}",
         select.join(", ")
@@ -1723,6 +1742,95 @@ async fn list_flows<B: Backend>(b: &B, a: ListFlowsArgs) -> Result<ToolOutput, T
     )
 }
 
+/// `list_l4_flows` through the flows route (KFL, merged across a hub's
+/// nodes); its cursor is the route's, marked `k` to tell it from the SQL
+/// path's offsets.
+async fn list_flows_kfl<B: Backend>(
+    b: &B,
+    a: ListFlowsArgs,
+    limit: usize,
+    fields: &[&FieldDef],
+) -> Result<ToolOutput, ToolError> {
+    let mut conds = Vec::new();
+    if let Some(ip) = a.ip.as_deref() {
+        let addr: IpAddr = ip.parse().map_err(|_| {
+            ToolError::input(
+                format!("ip {ip:?} is not an IP address"),
+                "give an IPv4 or IPv6 address, e.g. \"10.0.0.7\"",
+            )
+        })?;
+        conds.push(format!("(src.ip == \"{addr}\" || dst.ip == \"{addr}\")"));
+    }
+    if let Some(p) = a.port {
+        conds.push(format!("(src.port == {p} || dst.port == {p})"));
+    }
+    if let Some(f) = a.filter.as_deref().filter(|f| !f.trim().is_empty()) {
+        conds.push(format!("({f})"));
+    }
+    let cursor = match a.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(c.strip_prefix('k').map(str::to_owned).ok_or_else(|| {
+            ToolError::input(
+                format!("invalid cursor {c:?}"),
+                "pass next_cursor from the previous answer as it is, with the same arguments",
+            )
+        })?),
+    };
+    let id = a.snapshot_id;
+    let v = b
+        .list_flows(id.clone(), conds.join(" && "), limit, cursor)
+        .await
+        .map_err(|e| ToolError::from_backend(e, Some(&id)))?;
+    let total = u(&v, "total");
+    let mut flows: Vec<Map<String, Value>> = v["flows"]
+        .as_array()
+        .map(|rows| {
+            rows.iter()
+                .filter_map(Value::as_object)
+                .map(|r| {
+                    fields
+                        .iter()
+                        .map(|d| {
+                            (
+                                d.name.to_owned(),
+                                r.get(d.name).cloned().unwrap_or(Value::Null),
+                            )
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    for f in &mut flows {
+        cap_cells(f);
+    }
+    let next_cursor = v["next_cursor"].as_str().map(|c| format!("k{c}"));
+    let partial = if v["partial"] == true {
+        format!(" (partial: nodes {} did not answer)", v["missing_nodes"])
+    } else {
+        String::new()
+    };
+    let summary = format!(
+        "{total} flow(s) match; {} returned{}{partial}.",
+        flows.len(),
+        if next_cursor.is_some() {
+            ", more with next_cursor"
+        } else {
+            ""
+        }
+    );
+    ToolOutput::new(
+        summary,
+        &FlowsOut {
+            total,
+            returned: flows.len(),
+            truncated: next_cursor.is_some(),
+            next_cursor,
+            flows,
+        },
+    )
+}
+
 /// Whether a numeric flow metric is a time, rate or setting (averaged)
 /// rather than a counter (summed).
 fn averaged(name: &str) -> bool {
@@ -1731,6 +1839,131 @@ fn averaged(name: &str) -> bool {
         || name.starts_with("avg_")
         || name.ends_with("window_scale")
         || name == "connection_completeness"
+}
+
+/// Rows asked of a hub whose per-node answers are merged here: the hub's
+/// own SQL cap, so that no node's group is cut before the merge.
+const MERGE_ROWS: usize = 10_000;
+
+/// The top `top` rows of a `GROUP BY … count(*) AS flows` query. On a hub
+/// (rows carry a `node` column) every node's groups are fetched and the
+/// counts of equal groups added, so the top list is that of the union.
+async fn flow_groups<B: Backend>(
+    b: &B,
+    id: &str,
+    sql: String,
+    top: usize,
+) -> Result<Vec<Map<String, Value>>, ToolError> {
+    let (rows, _) = sql_rows(b, id, sql.clone(), top).await?;
+    if !rows.iter().any(|r| r.contains_key("node")) {
+        return Ok(rows);
+    }
+    let (rows, _) = sql_rows(b, id, sql, MERGE_ROWS).await?;
+    Ok(merge_flow_groups(rows, top))
+}
+
+/// Adds up the `flows` of rows equal in every other column (`node` left
+/// out); most flows first, then by key.
+fn merge_flow_groups(rows: Vec<Map<String, Value>>, top: usize) -> Vec<Map<String, Value>> {
+    let mut groups: Vec<(Map<String, Value>, u64)> = Vec::new();
+    for mut r in rows {
+        r.remove("node");
+        let n = r.remove("flows").and_then(|v| v.as_u64()).unwrap_or(0);
+        match groups.iter_mut().find(|(k, _)| *k == r) {
+            Some((_, total)) => *total += n,
+            None => groups.push((r, n)),
+        }
+    }
+    groups.sort_by(|(ka, a), (kb, b)| {
+        b.cmp(a).then_with(|| {
+            Value::Object(ka.clone())
+                .to_string()
+                .cmp(&Value::Object(kb.clone()).to_string())
+        })
+    });
+    groups
+        .into_iter()
+        .take(top)
+        .map(|(mut k, n)| {
+            k.insert("flows".into(), json!(n));
+            k
+        })
+        .collect()
+}
+
+/// One totals row from a node's (as it is) or from a hub's rows, one per
+/// node: counts and sums add up, maxima take the largest, `first`/`last`
+/// the earliest and latest, and averages are weighted by each node's
+/// flows (every flow has a value: absent ones are stored as zero).
+fn merge_flow_totals(rows: Vec<Map<String, Value>>) -> Map<String, Value> {
+    if rows.len() <= 1 {
+        return rows.into_iter().next().unwrap_or_default();
+    }
+    let flows = |r: &Map<String, Value>| r.get("flows").and_then(Value::as_u64).unwrap_or(0);
+    let all_flows: u64 = rows.iter().map(flows).sum();
+    let mut out = Map::new();
+    let keys: Vec<String> = rows
+        .iter()
+        .flat_map(|r| r.keys().cloned())
+        .filter(|k| k != "node")
+        .fold(Vec::new(), |mut v, k| {
+            if !v.contains(&k) {
+                v.push(k);
+            }
+            v
+        });
+    for k in keys {
+        let vals: Vec<(&Value, u64)> = rows
+            .iter()
+            .filter_map(|r| r.get(&k).map(|v| (v, flows(r))))
+            .collect();
+        let num = |v: &Value| v.as_f64().unwrap_or(0.0);
+        let v = if k == "first" || k == "last" {
+            let mut ts: Vec<&str> = vals
+                .iter()
+                .filter_map(|(v, _)| v.as_str())
+                .filter(|s| !s.is_empty())
+                .collect();
+            ts.sort_by_key(|s| time_key(s));
+            let pick = if k == "first" { ts.first() } else { ts.last() };
+            pick.map_or(Value::Null, |s| json!(s))
+        } else if k.ends_with(".max") {
+            vals.iter()
+                .map(|(v, _)| (*v).clone())
+                .max_by(|a, b| num(a).total_cmp(&num(b)))
+                .unwrap_or(Value::Null)
+        } else if k.ends_with(".avg") {
+            if all_flows == 0 {
+                json!(0.0)
+            } else {
+                json!(vals.iter().map(|(v, n)| num(v) * *n as f64).sum::<f64>() / all_flows as f64)
+            }
+        } else if vals
+            .iter()
+            .all(|(v, _)| v.is_u64() || v.is_i64() || v.is_null())
+        {
+            json!(vals.iter().filter_map(|(v, _)| v.as_i64()).sum::<i64>())
+        } else {
+            json!(vals.iter().map(|(v, _)| num(v)).sum::<f64>())
+        };
+        out.insert(k, v);
+    }
+    out
+}
+
+/// A UTC RFC 3339 time's place in time: seconds as written, then the
+/// fraction padded to nanoseconds, so that `…:00Z` sorts before `…:00.5Z`
+/// (as text it would not).
+fn time_key(s: &str) -> String {
+    let (secs, rest) = match (s.get(..19), s.get(19..)) {
+        (Some(a), Some(b)) => (a, b),
+        _ => (s, ""),
+    };
+    let frac: String = rest
+        .strip_prefix('.')
+        .map(|f| f.chars().take_while(char::is_ascii_digit).collect())
+        .unwrap_or_default();
+    format!("{secs}.{frac:0<9}")
 }
 
 async fn flow_summary<B: Backend>(b: &B, a: FlowSummaryArgs) -> Result<ToolOutput, ToolError> {
@@ -1757,29 +1990,31 @@ async fn flow_summary<B: Backend>(b: &B, a: FlowSummaryArgs) -> Result<ToolOutpu
         ));
         aggs.push(format!("max({c}) AS \"{n}.max\"", c = d.column, n = d.name));
     }
+    // A hub answers one row per node (SQL runs on each): ask for every
+    // node's and add them up.
     let (rows, _) = sql_rows(
         b,
         &id,
         format!("SELECT {} FROM flows{cond}", aggs.join(", ")),
-        1,
+        MERGE_ROWS,
     )
     .await?;
-    let totals = rows.into_iter().next().unwrap_or_default();
-    let (by_protocol, _) = sql_rows(
+    let totals = merge_flow_totals(rows);
+    let by_protocol = flow_groups(
         b,
         &id,
         format!("SELECT transport, protocol, count(*) AS flows FROM flows{cond} GROUP BY transport, protocol ORDER BY flows DESC, transport, protocol"),
         top,
     )
     .await?;
-    let (by_close, _) = sql_rows(
+    let by_close = flow_groups(
         b,
         &id,
         format!("SELECT close_reason, count(*) AS flows FROM flows{cond} GROUP BY close_reason ORDER BY flows DESC, close_reason"),
         top,
     )
     .await?;
-    let (pairs, _) = sql_rows(
+    let pairs = flow_groups(
         b,
         &id,
         format!("SELECT src_ip, dst_ip, dst_port, count(*) AS flows FROM flows{cond} GROUP BY src_ip, dst_ip, dst_port ORDER BY flows DESC, src_ip, dst_ip, dst_port"),
@@ -2036,6 +2271,41 @@ fn describe_fields(a: DescribeArgs) -> Result<ToolOutput, ToolError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_hubs_flow_groups_and_totals_add_up_per_node() {
+        let rows = |v: Value| -> Vec<Map<String, Value>> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_object().unwrap().clone())
+                .collect()
+        };
+        let groups = super::merge_flow_groups(
+            rows(json!([
+                {"node": "a", "close_reason": "fin", "flows": 5},
+                {"node": "a", "close_reason": "rst", "flows": 1},
+                {"node": "b", "close_reason": "rst", "flows": 7},
+                {"node": "b", "close_reason": "fin", "flows": 2},
+            ])),
+            1,
+        );
+        assert_eq!(groups, rows(json!([{"close_reason": "rst", "flows": 8}])));
+        let t = super::merge_flow_totals(rows(json!([
+            {"node": "a", "flows": 1, "calls": 2, "first": "2026-01-01T00:00:01Z", "last": "2026-01-01T00:00:09Z",
+             "rtt_avg_us.avg": 10.0, "rtt_avg_us.max": 10, "retransmissions.sum": 3},
+            {"node": "b", "flows": 3, "calls": 4, "first": "2026-01-01T00:00:00.5Z", "last": "2026-01-01T00:00:10Z",
+             "rtt_avg_us.avg": 30.0, "rtt_avg_us.max": 40, "retransmissions.sum": 1},
+        ])));
+        assert_eq!(t["flows"], 4);
+        assert_eq!(t["calls"], 6);
+        assert_eq!(t["first"], "2026-01-01T00:00:00.5Z");
+        assert_eq!(t["last"], "2026-01-01T00:00:10Z");
+        assert_eq!(t["rtt_avg_us.avg"], 25.0);
+        assert_eq!(t["rtt_avg_us.max"], 40);
+        assert_eq!(t["retransmissions.sum"], 4);
+        assert!(!t.contains_key("node"));
+    }
+
     use super::*;
 
     #[test]
@@ -2061,7 +2331,7 @@ mod tests {
             assert_eq!(output["type"], "object", "{}", t.name);
             assert!(!(t.read_only && t.destructive), "{}", t.name);
         }
-        assert_eq!(names.len(), 17);
+        assert_eq!(names.len(), 20);
     }
 
     /// A backend that fails every call: enough to see which tools
@@ -2103,6 +2373,14 @@ mod tests {
             Err(BackendError::internal("down"))
         }
         async fn export_pcap(&self, _: String, _: PcapExport) -> crate::BackendResult {
+            Err(BackendError::internal("down"))
+        }
+        async fn insights(
+            &self,
+            _: String,
+            _: &'static str,
+            _: Vec<(&'static str, String)>,
+        ) -> crate::BackendResult {
             Err(BackendError::internal("down"))
         }
     }

@@ -130,7 +130,7 @@ fn investigation_with_the_python_sdk_over_http_and_stdio() {
             .unwrap();
         let listing = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{listing}");
-        assert_eq!(listing.lines().count(), 17, "{listing}");
+        assert_eq!(listing.lines().count(), 20, "{listing}");
         assert!(
             listing.lines().any(
                 |l| l.starts_with("delete_snapshot") && l.contains("[destructive, idempotent]")
@@ -162,7 +162,7 @@ fn token_is_passed_on(data: &Path, trawl: &str) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 17);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 20);
 }
 
 #[test]

@@ -35,6 +35,7 @@ EXPECTED_TOOLS = {
     "list_api_calls", "get_api_call", "get_api_stats", "list_l4_flows",
     "get_l4_flow_summary", "list_workloads", "list_ips", "export_snapshot_pcap",
     "query_sql", "describe_fields",
+    "analyze_service", "find_anomalies", "explain_errors",
 }
 
 
@@ -70,7 +71,7 @@ async def fails(s, name, args, *needles):
 async def tools_are_described(s):
     tools = (await s.list_tools()).tools
     names = {t.name for t in tools}
-    check(names == EXPECTED_TOOLS, f"the 17 tools are listed (missing {EXPECTED_TOOLS - names}, extra {names - EXPECTED_TOOLS})")
+    check(names == EXPECTED_TOOLS, f"the 20 tools are listed (missing {EXPECTED_TOOLS - names}, extra {names - EXPECTED_TOOLS})")
     for t in tools:
         check(t.description and len(t.description) > 40, f"{t.name} is described")
         props = t.input_schema.get("properties", {})
@@ -169,6 +170,15 @@ async def investigation(s, args):
     check({"src.ip", "dst.port", "transport"} <= set(flows["flows"][0]), "flows keyed by KFL names")
     summ, _ = await call(s, "get_l4_flow_summary", {"snapshot_id": sid})
     check(summ["totals"]["flows"] == flows["total"], "the flow summary counts every flow")
+    # Without where/sort the flows route answers (KFL; a hub merges it).
+    p1, _ = await call(s, "list_l4_flows", {"snapshot_id": sid, "limit": 2})
+    check(p1["total"] == flows["total"] and p1["returned"] == 2 and p1["next_cursor"].startswith("k"), f"flows by KFL: {p1}")
+    p2, _ = await call(s, "list_l4_flows", {"snapshot_id": sid, "limit": 2, "cursor": p1["next_cursor"]})
+    key = lambda f: (f["src.ip"], f["src.port"], f["dst.ip"], f["dst.port"], f["timestamp"])
+    check(not {key(f) for f in p1["flows"]} & {key(f) for f in p2["flows"]}, "the next page of flows is disjoint")
+    tcp, _ = await call(s, "list_l4_flows", {"snapshot_id": sid, "filter": "tcp", "limit": 1})
+    tcp_sql, _ = await call(s, "list_l4_flows", {"snapshot_id": sid, "where": "transport = 'tcp'", "limit": 1})
+    check(tcp["total"] == tcp_sql["total"] > 0, f"a KFL filter counts as its SQL twin: {tcp['total']} vs {tcp_sql['total']}")
     ips, _ = await call(s, "list_ips", {"snapshot_id": sid, "limit": 5})
     check(ips["returned"] == 5 and ips["total"] > 5, f"IPs listed: {ips['rows'][:1]}")
     await call(s, "list_workloads", {"snapshot_id": sid})
@@ -177,6 +187,21 @@ async def investigation(s, args):
     await fails(s, "query_sql", {"snapshot_id": sid, "query": "SELECT nope FROM calls"}, "bad_query")
     fields, _ = await call(s, "describe_fields", {"table": "calls", "search": "microseconds"})
     check(any(f["name"] == "elapsed_time" for f in fields["calls"]) and fields["flows"] == [], "describe_fields searches")
+
+    # The analyses: structured, bounded, and bad input told how to fix.
+    server_ip = tcp["flows"][0]["dst.ip"]
+    svc, r = await call(s, "analyze_service", {"snapshot_id": sid, "service": server_ip})
+    check(svc["calls"] > 0 and svc["summary"] in r.content[0].text and svc["endpoints"],
+          f"analyze_service by IP: {svc['summary']}")
+    an, _ = await call(s, "find_anomalies", {"snapshot_id": sid, "limit": 5})
+    check(len(an["findings"]) <= 5 and all(len(f["evidence"]["call_ids"]) <= 10 for f in an["findings"]),
+          f"find_anomalies is bounded: {an['summary']}")
+    ex, _ = await call(s, "explain_errors", {"snapshot_id": sid, "kfl": "http && status_code >= 500"})
+    check(isinstance(ex["chain"], list) and "summary" in ex, f"explain_errors answers: {ex['summary']}")
+    await fails(s, "explain_errors", {"snapshot_id": sid, "kfl": "http && response.statuss == 500"},
+                "did you mean", "response.status", "Position: line 1")
+    await fails(s, "find_anomalies", {"snapshot_id": sid, "from": "yesterday"}, "RFC 3339")
+    await fails(s, "analyze_service", {"snapshot_id": sid, "service": ""}, "list_workloads")
 
     updates.clear()
     exp, r = await call(s, "export_snapshot_pcap", {"snapshot_id": sid}, progress)
