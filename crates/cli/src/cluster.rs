@@ -129,6 +129,7 @@ pub fn hub(args: &HubArgs) -> anyhow::Result<ExitCode> {
                 allow_destructive: args.allow_destructive,
                 redact: !args.no_redact,
             },
+            workloads: None,
         },
         ClusterConfig {
             workers: args.workers.clone(),

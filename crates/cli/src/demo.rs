@@ -293,6 +293,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let hub = Hub::new(
         HubConfig {
             data_dir: data.clone(),
+            // The lab writes its pods, services and the external gateway
+            // there at the end of the run; the dissection names them.
+            workloads: Some(run_dir.join("workloads.yaml")),
             ..HubConfig::default()
         },
         None,

@@ -19,13 +19,18 @@ use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use serde_json::{Value, json};
 use trawl_hub::api::packet_filter;
+use trawl_rawstore::snapshot::begin_snapshot;
 use trawl_rawstore::{
-    ExportFormat, ExportOptions, ImportRequest, SnapshotManifest, SnapshotRequest, create_snapshot,
-    delete_snapshot, export, get_snapshot, import_pcap, list_nodes, list_snapshots, parse_time,
-    parse_window, read_node_dir,
+    ExportFormat, ExportOptions, ImportRequest, SnapshotManifest, SnapshotRequest, delete_snapshot,
+    export, get_snapshot, import_pcap, list_nodes, list_snapshots, parse_time, parse_window,
+    read_node_dir,
 };
 
 use crate::hub_client::{DEFAULT_URL, HubClient};
+
+/// Pause between looks at a snapshot being created by the API: a local
+/// one takes a fraction of a second to seconds.
+const CREATE_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
 use trawl_model::time::rfc3339_micros;
 
@@ -156,6 +161,10 @@ pub enum SnapshotCommand {
         /// Only these nodes (comma-separated) [default: all].
         #[arg(long, value_delimiter = ',')]
         nodes: Vec<String>,
+        /// The snapshot's id (letters, digits, '.', '_', '-') [default: the
+        /// creation time and a random suffix]; an id in use is refused.
+        #[arg(long)]
+        id: Option<String>,
         #[command(flatten)]
         data: DataArg,
     },
@@ -202,15 +211,30 @@ fn snapshot_api(cmd: &SnapshotCommand, c: &HubClient) -> anyhow::Result<()> {
             to,
             name,
             nodes,
+            id,
             ..
         } => {
             let mut body = json!({ "name": name, "nodes": nodes });
-            for (k, v) in [("last", last), ("from", from), ("to", to)] {
+            for (k, v) in [("last", last), ("from", from), ("to", to), ("id", id)] {
                 if let Some(v) = v {
                     body[k] = json!(v);
                 }
             }
-            let m = c.post("/api/v1/snapshots", &body)?;
+            // Creation is a job on the server: answered at once while the
+            // packets are copied; poll until it is ready or failed.
+            let mut m = c.post("/api/v1/snapshots", &body)?;
+            let path = format!("/api/v1/snapshots/{}", m["id"].as_str().unwrap_or_default());
+            while m["status"] == "creating" {
+                std::thread::sleep(CREATE_POLL);
+                m = c.get(&path)?;
+            }
+            if m["status"] == "failed" {
+                bail!(
+                    "snapshot {} failed: {}",
+                    m["id"].as_str().unwrap_or_default(),
+                    m["error"].as_str().unwrap_or("no reason given")
+                );
+            }
             for w in m["warnings"].as_array().into_iter().flatten() {
                 eprintln!("warning: {}", w.as_str().unwrap_or_default());
             }
@@ -278,6 +302,7 @@ fn snapshot_dir(cmd: &SnapshotCommand, dir: &Path) -> anyhow::Result<()> {
             to,
             name,
             nodes,
+            id,
             ..
         } => {
             let window = parse_window(last.as_deref(), from.as_deref(), to.as_deref(), now_ns())?;
@@ -304,15 +329,16 @@ fn snapshot_dir(cmd: &SnapshotCommand, dir: &Path) -> anyhow::Result<()> {
                 .iter()
                 .map(|n| read_node_dir(dir, n))
                 .collect::<Result<Vec<_>, _>>()?;
-            let snap = create_snapshot(
+            let snap = begin_snapshot(
                 dir,
-                &sources,
                 &SnapshotRequest {
                     name: name.clone(),
                     window,
                     created_ns: now_ns(),
                 },
-            )?;
+                id.as_deref(),
+            )?
+            .fill(&sources, &mut |_| {})?;
             for w in &snap.manifest.warnings {
                 eprintln!("warning: {w}");
             }

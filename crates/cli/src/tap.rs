@@ -112,6 +112,12 @@ pub struct Args {
     /// Cookie, API keys, …); redacted by default.
     #[arg(long)]
     no_redact: bool,
+    /// Workloads file (YAML or JSON, as `trawl index --workloads` reads)
+    /// naming pods, services and external endpoints in the API's
+    /// dissections; read when each dissection starts, so it may change
+    /// (or appear) while the tap runs.
+    #[arg(long, value_name = "FILE")]
+    workloads: Option<PathBuf>,
 }
 
 impl Args {
@@ -288,6 +294,14 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
                         allow_destructive: args.allow_destructive,
                         redact: !args.no_redact,
                     },
+                    // Absolute, so the file named on the command line is
+                    // the one read however long the tap runs.
+                    workloads: args
+                        .workloads
+                        .as_deref()
+                        .map(std::path::absolute)
+                        .transpose()
+                        .context("--workloads")?,
                 },
                 Some(Arc::clone(&live)),
             );
@@ -488,6 +502,7 @@ mod tests {
             no_api: false,
             allow_destructive: false,
             no_redact: false,
+            workloads: None,
         };
         let c = capture_config(&args).unwrap();
         assert_eq!(c.interfaces, vec!["any".to_string()]);

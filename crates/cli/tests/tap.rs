@@ -907,7 +907,7 @@ fn hub_merges_two_workers_in_namespaces_and_flags_a_dead_one() {
 
     let (s, snap) = c.call(
         "POST",
-        "/api/v1/snapshots",
+        "/api/v1/snapshots?wait=true",
         Some(serde_json::json!({"from": rfc3339(from), "to": rfc3339(to), "name": "cluster"})),
     );
     assert_eq!(s, 201, "{snap}");

@@ -5,9 +5,10 @@
 //! Handlers validate their input, then do the disk and DataFusion work on
 //! a blocking thread ([`blocking`]); answers are JSON, errors the one shape
 //! of [`crate::error`]. Lists are bounded (`limit`, with a named maximum)
-//! and paginated with an opaque `cursor`. PCAP export is a streaming `GET`
-//! for now (not a job): the file is written as it is read, and an error
-//! found before the first byte (bad filter, unknown node) is a JSON error.
+//! and paginated with an opaque `cursor`. Snapshot creation is a job
+//! ([`crate::creations`]): answered once the id is claimed, copied in the
+//! background. PCAP export is a streaming `GET` (an error found before the
+//! first byte is a JSON error) or a job ([`crate::exports`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,10 +35,11 @@ use trawl_model::catalogue::{FLOW_FIELDS, FieldDef, call_fields};
 use trawl_model::time::rfc3339_micros;
 use trawl_packet::capfile::MAX_CAPLEN;
 use trawl_packet::{LinkType, RawPacket};
+use trawl_rawstore::snapshot::begin_snapshot;
 use trawl_rawstore::{
     Boundaries, ExportFormat, ExportOptions, PacketFilter, Snapshot, SnapshotManifest,
-    SnapshotRequest, create_snapshot, delete_snapshot, export, get_snapshot, list_nodes,
-    list_snapshots, parse_duration, parse_time, parse_window, read_node_dir,
+    SnapshotRequest, delete_snapshot, export, get_snapshot, list_nodes, list_snapshots,
+    parse_duration, parse_time, parse_window, read_node_dir,
 };
 
 use crate::Hub;
@@ -450,22 +452,63 @@ pub(crate) struct CreateSnapshot {
     /// Only these nodes; empty for all.
     #[serde(default)]
     pub(crate) nodes: Vec<String>,
+    /// The id to give it (a cluster hub gives its workers its own);
+    /// generated when absent.
+    pub(crate) id: Option<String>,
 }
 
+/// `?wait=true`: answer when the snapshot is ready (or failed) instead of
+/// at once.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateQuery {
+    #[serde(default)]
+    pub(crate) wait: bool,
+}
+
+impl CreateSnapshot {
+    /// The checks both the node and the hub make before any work.
+    pub(crate) fn check(&self) -> Result<(), ApiError> {
+        if self.last.is_some() && (self.from.is_some() || self.to.is_some()) {
+            return Err(ApiError::bad_request(
+                "give either \"last\" or \"from\"/\"to\", not both",
+            ));
+        }
+        if self.last.is_none() && self.from.is_none() {
+            return Err(ApiError::bad_request("say which window to snapshot")
+                .with_suggestion("{\"last\": \"15m\"} or {\"from\": \"…\", \"to\": \"…\"}"));
+        }
+        Ok(())
+    }
+}
+
+/// A manifest as answered, with the creation's `progress` when this
+/// process ran (or runs) it.
+fn manifest_with_progress(hub: &Hub, m: &SnapshotManifest) -> Result<Value, ApiError> {
+    let mut v = serde_json::to_value(m).map_err(|e| ApiError::internal(e.to_string()))?;
+    if let Some(c) = hub.creations().get(&m.id)
+        && let Some(o) = v.as_object_mut()
+    {
+        o.insert(
+            "progress".into(),
+            crate::creations::progress_json(&c.progress, !c.running),
+        );
+    }
+    Ok(v)
+}
+
+/// Creates a snapshot as a job: the id is claimed and the `creating`
+/// manifest written before the answer (202), then the packets are copied
+/// on a blocking thread; `GET /api/v1/snapshots/{id}` shows the progress
+/// until the status is `ready` or `failed`. With `?wait=true` the answer
+/// (201) waits for the copy, as it always did before creation was a job.
 async fn create_snapshot_h(
     State(hub): State<Hub>,
+    Query(q): Query<CreateQuery>,
     body: Bytes,
-) -> Result<(StatusCode, Json<SnapshotManifest>), ApiError> {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let req: CreateSnapshot = json_body(&body)?;
-    if req.last.is_some() && (req.from.is_some() || req.to.is_some()) {
-        return Err(ApiError::bad_request(
-            "give either \"last\" or \"from\"/\"to\", not both",
-        ));
-    }
-    if req.last.is_none() && req.from.is_none() {
-        return Err(ApiError::bad_request("say which window to snapshot")
-            .with_suggestion("{\"last\": \"15m\"} or {\"from\": \"…\", \"to\": \"…\"}"));
-    }
+    req.check()?;
     if let Some(live) = hub.live()
         && !live.flush(FLUSH_TIMEOUT).await
     {
@@ -474,7 +517,7 @@ async fn create_snapshot_h(
         );
     }
     let dir = data_dir(&hub);
-    let manifest = blocking(move || {
+    let (pending, sources) = blocking(move || {
         let now = now_ns();
         let window = parse_window(
             req.last.as_deref(),
@@ -508,19 +551,42 @@ async fn create_snapshot_h(
             .iter()
             .map(|n| read_node_dir(&dir, n))
             .collect::<Result<Vec<_>, _>>()?;
-        let snap = create_snapshot(
+        let pending = begin_snapshot(
             &dir,
-            &sources,
             &SnapshotRequest {
                 name: req.name,
                 window,
                 created_ns: now,
             },
+            req.id.as_deref(),
         )?;
-        Ok(snap.manifest)
+        Ok((pending, sources))
     })
     .await?;
-    Ok((StatusCode::CREATED, Json(manifest)))
+    let Some(first) = pending.manifest().cloned() else {
+        return Err(ApiError::internal("the new snapshot has no manifest"));
+    };
+    let job = hub.creations().start(&first.id);
+    let copier = std::sync::Arc::clone(&job);
+    let task = tokio::task::spawn_blocking(move || {
+        let res = pending.fill(&sources, &mut |p| {
+            crate::creations::update(&copier, |c| c.progress = p);
+        });
+        crate::creations::update(&copier, |c| c.running = false);
+        if let Err(e) = &res {
+            tracing::warn!(error = %e, "Snapshot creation failed.");
+        }
+        res
+    });
+    if q.wait {
+        let snap = task
+            .await
+            .map_err(|e| ApiError::internal(format!("the snapshot thread failed: {e}")))??;
+        let v = manifest_with_progress(&hub, &snap.manifest)?;
+        return Ok((StatusCode::CREATED, Json(v)));
+    }
+    let v = manifest_with_progress(&hub, &first)?;
+    Ok((StatusCode::ACCEPTED, Json(v)))
 }
 
 pub(crate) async fn snapshot_of(hub: &Hub, id: String) -> Result<Snapshot, ApiError> {
@@ -537,8 +603,7 @@ async fn get_snapshot_h(
     // The dissection status may read the index manifest: disk work.
     blocking(move || {
         let dissection = h.jobs().status(&snap).ok().map(|s| s.status);
-        let mut v =
-            serde_json::to_value(&snap.manifest).map_err(|e| ApiError::internal(e.to_string()))?;
+        let mut v = manifest_with_progress(&h, &snap.manifest)?;
         if let Some(obj) = v.as_object_mut() {
             obj.insert("dissection".into(), json!(dissection));
         }
@@ -561,6 +626,7 @@ async fn delete_snapshot_h(
     let gone = id.clone();
     blocking(move || Ok(delete_snapshot(&dir, &gone)?)).await?;
     hub.jobs().forget(&id);
+    hub.creations().forget(&id);
     Ok(Json(json!({ "deleted": id })))
 }
 

@@ -6,9 +6,11 @@
 //! its handlers send the request to every worker with reqwest and merge:
 //!
 //! - boundaries and `/nodes`: every worker's nodes, plus the overall span;
-//! - snapshots: one hub id and one window (resolved here, once) cut on every
-//!   worker; the hub keeps a manifest (`<data>/cluster/snapshots/<id>.json`)
-//!   naming each node's own snapshot id and the nodes that failed;
+//! - snapshots: one id and one window (resolved here, once) cut on every
+//!   worker under that same id, each part a creation job of its worker; the
+//!   hub keeps a manifest (`<data>/cluster/snapshots/<id>.json`) naming the
+//!   parts and the nodes that failed, `creating` until every reachable part
+//!   is done (manifests of older hubs name each part's own id, still read);
 //! - dissection: started on every node's part; status adds progress and
 //!   counts and lists each node's;
 //! - calls and flows: each node's page from its position, merged in sort
@@ -46,16 +48,16 @@ use trawl_index::flow_stats::FlowStatsResult;
 use trawl_index::stats::StatsResult;
 use trawl_model::catalogue::{FieldDef, FieldType, call_fields};
 use trawl_model::time::rfc3339_micros;
-use trawl_rawstore::snapshot::{MANIFEST_FORMAT, new_snapshot_id};
+use trawl_rawstore::snapshot::{CreateProgress, MANIFEST_FORMAT, new_snapshot_id};
 use trawl_rawstore::{
     Boundaries, ExportOptions, Snapshot, SnapshotFile, SnapshotManifest, SnapshotNode,
     SnapshotStatus, Window, parse_time, parse_window,
 };
 
 use crate::api::{
-    self, CallsQuery, CreateSnapshot, FlowStatsQuery, FlowsQuery, PageQuery, PcapQuery, Route,
-    SqlRequest, StatsQuery, blocking, check_call_id, check_limit, json_body, now_ns, offset_cursor,
-    split_list,
+    self, CallsQuery, CreateQuery, CreateSnapshot, FlowStatsQuery, FlowsQuery, PageQuery,
+    PcapQuery, Route, SqlRequest, StatsQuery, blocking, check_call_id, check_limit, json_body,
+    now_ns, offset_cursor, split_list,
 };
 use crate::error::Position;
 use crate::{ApiError, Hub, StartError};
@@ -423,6 +425,8 @@ const KNOWN_CODES: &[&str] = &[
     "not_ready",
     "no_raw_store",
     "empty_snapshot",
+    "snapshot_exists",
+    "snapshot_creating",
     "unauthorized",
     "not_implemented",
 ];
@@ -689,7 +693,8 @@ async fn nodes(State(hub): State<Hub>) -> Result<Json<Value>, ApiError> {
 pub struct ClusterSnapshot {
     pub id: String,
     pub name: String,
-    /// `ready` when at least one node's part was cut, else `failed`.
+    /// `creating` until every reachable part is `ready` or `failed`, then
+    /// `ready` when at least one part is, else `failed`.
     pub status: SnapshotStatus,
     pub window: Window,
     pub created_ns: i64,
@@ -710,8 +715,10 @@ pub struct ClusterSnapshot {
 pub struct Part {
     pub node: String,
     pub worker: String,
-    /// The snapshot's id on that worker.
-    pub snapshot_id: String,
+    /// The part's id on its worker when it differs from the hub's: only in
+    /// manifests written before the hub gave every worker its own id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<String>,
     pub packets: u64,
     pub bytes: u64,
 }
@@ -751,8 +758,28 @@ fn read_manifest(path: &FsPath) -> Result<ClusterSnapshot, ApiError> {
     }
     let bytes =
         std::fs::read(path).map_err(|e| ApiError::internal(format!("{}: {e}", path.display())))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::internal(format!("{}: invalid hub manifest: {e}", path.display())))
+    let mut m: ClusterSnapshot = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::internal(format!("{}: invalid hub manifest: {e}", path.display()))
+    })?;
+    // Parts without an id of their own carry the hub's.
+    for p in &mut m.nodes {
+        if p.snapshot_id.is_none() {
+            p.snapshot_id = Some(m.id.clone());
+        }
+    }
+    Ok(m)
+}
+
+/// The manifest as stored and answered: a part's id only where it is not
+/// the hub's (manifests of older hubs).
+fn stored(m: &ClusterSnapshot) -> ClusterSnapshot {
+    let mut out = m.clone();
+    for p in &mut out.nodes {
+        if p.snapshot_id.as_deref() == Some(m.id.as_str()) {
+            p.snapshot_id = None;
+        }
+    }
+    out
 }
 
 /// Writes the manifest whole (temporary file, then rename).
@@ -762,7 +789,8 @@ fn write_manifest(path: &FsPath, m: &ClusterSnapshot) -> Result<(), ApiError> {
         std::fs::create_dir_all(d).map_err(io)?;
     }
     let tmp = path.with_extension("json.tmp");
-    let bytes = serde_json::to_vec_pretty(m).map_err(|e| ApiError::internal(e.to_string()))?;
+    let bytes =
+        serde_json::to_vec_pretty(&stored(m)).map_err(|e| ApiError::internal(e.to_string()))?;
     std::fs::write(&tmp, bytes).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
 }
@@ -786,7 +814,7 @@ async fn manifest_of(c: &Cluster, id: &str) -> Result<ClusterSnapshot, ApiError>
 /// The manifest as answered: the stored one, plus `warnings` naming the
 /// nodes whose part failed (clients of a node's manifest show those).
 fn manifest_json(m: &ClusterSnapshot) -> Value {
-    let mut v = serde_json::to_value(m).unwrap_or_default();
+    let mut v = serde_json::to_value(stored(m)).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
         let w: Vec<String> = m
             .failed_nodes
@@ -819,7 +847,11 @@ fn part_workers<'a>(
 }
 
 fn part_path(p: &Part, rest: &str) -> String {
-    format!("/api/v1/snapshots/{}{rest}", p.snapshot_id)
+    // Manifests read from disk carry the id in every part (read_manifest).
+    format!(
+        "/api/v1/snapshots/{}{rest}",
+        p.snapshot_id.as_deref().unwrap_or_default()
+    )
 }
 
 async fn list_snapshots(
@@ -870,7 +902,7 @@ async fn list_snapshots(
             missing.add(c.label(i), e);
         }
     }
-    let rest: Vec<ClusterSnapshot> = all
+    let mut rest: Vec<ClusterSnapshot> = all
         .into_iter()
         .filter(|m| {
             q.cursor
@@ -878,6 +910,17 @@ async fn list_snapshots(
                 .is_none_or(|cur| m.id.as_str() > cur.as_str())
         })
         .collect();
+    // Snapshots being created: their state is the workers' (few at once).
+    for m in rest
+        .iter_mut()
+        .take(limit)
+        .filter(|m| m.status == SnapshotStatus::Creating)
+    {
+        let mut ignored = Missing::default();
+        if let Ok((now, _, _)) = refresh(c, m.clone(), &mut ignored).await {
+            *m = now;
+        }
+    }
     let total = rest.len();
     let page: Vec<Value> = rest
         .iter()
@@ -906,21 +949,21 @@ async fn list_snapshots(
     }))))
 }
 
+/// Creates a hub snapshot as a job: the window is resolved here once, one
+/// id (the caller's or a new one) is claimed on every worker with the same
+/// `POST` (each copies its own node's packets as a job of its own), and the
+/// hub's manifest is `creating` until every reachable part is `ready` or
+/// `failed` ([`refresh`]). Answers 202 with the summed progress, or 201
+/// when the parts were already done; `?wait=true` waits for them (at most
+/// [`MAX_CREATE_WAIT`]).
 async fn create_snapshot(
     State(hub): State<Hub>,
+    Query(q): Query<CreateQuery>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let c = cluster_of(&hub)?;
     let req: CreateSnapshot = json_body(&body)?;
-    if req.last.is_some() && (req.from.is_some() || req.to.is_some()) {
-        return Err(ApiError::bad_request(
-            "give either \"last\" or \"from\"/\"to\", not both",
-        ));
-    }
-    if req.last.is_none() && req.from.is_none() {
-        return Err(ApiError::bad_request("say which window to snapshot")
-            .with_suggestion("{\"last\": \"15m\"} or {\"from\": \"…\", \"to\": \"…\"}"));
-    }
+    req.check()?;
     let now = now_ns();
     let w = parse_window(
         req.last.as_deref(),
@@ -935,6 +978,23 @@ async fn create_snapshot(
         from_ns: parse_time(&from)?,
         to_ns: parse_time(&to)?,
     };
+    let id = match &req.id {
+        Some(id) => {
+            check_id(id)?;
+            id.clone()
+        }
+        None => new_snapshot_id(now),
+    };
+    let path = c.manifest_path(&id);
+    let probe = path.clone();
+    if blocking(move || Ok(probe.exists())).await? {
+        return Err(ApiError::conflict(
+            "snapshot_exists",
+            format!(
+                "snapshot {id:?} exists already on this hub; choose another id or delete it first"
+            ),
+        ));
+    }
     c.discover().await;
     let mut targets = c.all();
     if !req.nodes.is_empty() {
@@ -953,7 +1013,7 @@ async fn create_snapshot(
     let reqs = targets
         .iter()
         .map(|&i| {
-            let mut body = json!({"from": from, "to": to, "name": req.name});
+            let mut body = json!({"from": from, "to": to, "name": req.name, "id": id});
             // A worker snapshots its own node only (its data directory may
             // hold imported nodes too), so that it can dissect its part.
             if let Some(n) = c.state(i).node {
@@ -972,21 +1032,21 @@ async fn create_snapshot(
             error,
         };
         match r {
-            Reply::Ok(v) => match serde_json::from_value::<SnapshotManifest>(v.clone()) {
-                Ok(m) if m.status == SnapshotStatus::Ready => parts.push(Part {
+            Reply::Ok(v) => match serde_json::from_value::<SnapshotManifest>(without_progress(v)) {
+                Ok(m) if m.status == SnapshotStatus::Failed => failed.push(fail(
+                    m.error
+                        .unwrap_or_else(|| format!("its snapshot {} failed", m.id)),
+                )),
+                Ok(m) => parts.push(Part {
                     node: m
                         .nodes
                         .first()
                         .map_or_else(|| c.label(*i), |n| n.node.clone()),
                     worker: c.url(*i),
-                    snapshot_id: m.id,
+                    snapshot_id: Some(m.id),
                     packets: m.packets,
                     bytes: m.bytes,
                 }),
-                Ok(m) => failed
-                    .push(fail(m.error.unwrap_or_else(|| {
-                        format!("its snapshot {} is {:?}", m.id, m.status)
-                    }))),
                 Err(e) => failed.push(fail(format!("unexpected answer: {e}"))),
             },
             Reply::Down(e) => failed.push(fail(e.clone())),
@@ -1008,10 +1068,10 @@ async fn create_snapshot(
         )
         .with_suggestion("GET /api/v1/nodes shows which workers are up"));
     }
-    let m = ClusterSnapshot {
-        id: new_snapshot_id(now),
+    let mut m = ClusterSnapshot {
+        id,
         name: req.name,
-        status: SnapshotStatus::Ready,
+        status: SnapshotStatus::Creating,
         window,
         created_ns: now,
         created: rfc3339_micros(now),
@@ -1021,14 +1081,116 @@ async fn create_snapshot(
         nodes: parts,
         failed_nodes: failed,
     };
-    let path = c.manifest_path(&m.id);
     let saved = m.clone();
     blocking(move || write_manifest(&path, &saved)).await?;
-    let mut missing = Missing::default();
+    let deadline = std::time::Instant::now() + MAX_CREATE_WAIT;
+    let (mut missing, progress) = loop {
+        let mut missing = Missing::default();
+        let (now_m, _, progress) = refresh(c, m, &mut missing).await?;
+        m = now_m;
+        if !q.wait || m.status != SnapshotStatus::Creating || std::time::Instant::now() >= deadline
+        {
+            break (missing, progress);
+        }
+        tokio::time::sleep(CREATE_POLL).await;
+    };
     for f in &m.failed_nodes {
         missing.add(f.node.clone(), f.error.clone());
     }
-    Ok((StatusCode::CREATED, Json(missing.tag(manifest_json(&m)))))
+    let mut v = manifest_json(&m);
+    if let Some(o) = v.as_object_mut() {
+        o.insert("progress".into(), progress);
+    }
+    let code = if m.status == SnapshotStatus::Creating {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((code, Json(missing.tag(v))))
+}
+
+/// A node's manifest answer without the `progress` the API adds to it.
+fn without_progress(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("progress");
+    }
+    v
+}
+
+/// Longest a `?wait=true` creation is waited for at the hub; past it the
+/// answer is the `creating` snapshot (202) and the caller polls. Copying
+/// runs at disk speed, so ten minutes is tens of GB per worker.
+const MAX_CREATE_WAIT: Duration = Duration::from_secs(600);
+
+/// Pause between looks at the workers while waiting for a creation.
+const CREATE_POLL: Duration = Duration::from_millis(200);
+
+/// Each part's manifest from its worker (`GET /api/v1/snapshots/{id}`), the
+/// summed creation progress, and — while the hub's manifest is `creating`
+/// — its new state: once no reachable part is `creating`, parts that
+/// failed move to `failed_nodes` and the snapshot is `ready` (at least one
+/// part is) or `failed`. That is stored once every part has answered; with
+/// a worker unreachable it is only answered, and looked at again next time.
+async fn refresh(
+    c: &Cluster,
+    mut m: ClusterSnapshot,
+    missing: &mut Missing,
+) -> Result<(ClusterSnapshot, Vec<(Part, Value)>, Value), ApiError> {
+    let answers = fan_parts(c, &m, |p| Req::get(part_path(p, "")), missing).await?;
+    let mut sum = CreateProgress::default();
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    for (_, v) in &answers {
+        let p = &v["progress"];
+        if p.is_object() {
+            sum.segments_done += n(&p["segments_done"]);
+            sum.segments_total += n(&p["segments_total"]);
+            sum.bytes_done += n(&p["bytes_done"]);
+            sum.bytes_total += n(&p["bytes_total"]);
+        } else if v["status"] == "ready" {
+            // Made by another process (or before a restart): complete.
+            let files = v["nodes"].as_array().map_or(0, |a| {
+                a.iter()
+                    .map(|x| x["files"].as_array().map_or(0, Vec::len))
+                    .sum::<usize>()
+            });
+            sum.segments_done += files as u64;
+            sum.segments_total += files as u64;
+            sum.bytes_done += n(&v["bytes"]);
+            sum.bytes_total += n(&v["bytes"]);
+        }
+    }
+    let creating = answers.iter().any(|(_, v)| v["status"] == "creating");
+    if m.status == SnapshotStatus::Creating && !creating && !answers.is_empty() {
+        let all_answered = answers.len() == m.nodes.len();
+        for (p, v) in &answers {
+            if v["status"] == "failed" {
+                m.failed_nodes.push(FailedPart {
+                    node: p.node.clone(),
+                    worker: p.worker.clone(),
+                    error: v["error"].as_str().unwrap_or("its part failed").to_owned(),
+                });
+                m.nodes.retain(|q| q.node != p.node);
+            } else if let Some(q) = m.nodes.iter_mut().find(|q| q.node == p.node) {
+                q.packets = n(&v["packets"]);
+                q.bytes = n(&v["bytes"]);
+            }
+        }
+        m.packets = m.nodes.iter().map(|p| p.packets).sum();
+        m.bytes = m.nodes.iter().map(|p| p.bytes).sum();
+        m.status = if m.nodes.is_empty() {
+            SnapshotStatus::Failed
+        } else {
+            SnapshotStatus::Ready
+        };
+        if all_answered {
+            let path = c.manifest_path(&m.id);
+            let saved = m.clone();
+            blocking(move || write_manifest(&path, &saved)).await?;
+        }
+    }
+    let progress = crate::creations::progress_json(&sum, m.status != SnapshotStatus::Creating);
+    Ok((m, answers, progress))
 }
 
 /// Each part's answer to the same request (`rest` after the part's
@@ -1063,7 +1225,7 @@ async fn get_snapshot(
     let c = cluster_of(&hub)?;
     let m = manifest_of(c, &id).await?;
     let mut missing = Missing::default();
-    let answers = fan_parts(c, &m, |p| Req::get(part_path(p, "")), &mut missing).await?;
+    let (m, answers, progress) = refresh(c, m, &mut missing).await?;
     let states: Vec<Option<&str>> = answers
         .iter()
         .map(|(_, v)| v["dissection"].as_str())
@@ -1081,6 +1243,7 @@ async fn get_snapshot(
     };
     let mut v = manifest_json(&m);
     if let Some(o) = v.as_object_mut() {
+        o.insert("progress".into(), progress);
         o.insert("dissection".into(), json!(dissection));
         o.insert(
             "node_snapshots".into(),
@@ -1112,10 +1275,10 @@ async fn delete_snapshot(
     for ((_, p), (_, r)) in targets.iter().zip(&replies) {
         match r {
             Reply::Ok(_) => {
-                gone.insert(p.snapshot_id.clone());
+                gone.insert(p.node.clone());
             }
             Reply::Refused(e) if e.code == "not_found" => {
-                gone.insert(p.snapshot_id.clone());
+                gone.insert(p.node.clone());
             }
             Reply::Refused(e) => missing.add(p.node.clone(), e.message.clone()),
             Reply::Down(e) => missing.add(p.node.clone(), e.clone()),
@@ -1126,7 +1289,7 @@ async fn delete_snapshot(
     {
         return Err(e);
     }
-    m.nodes.retain(|p| !gone.contains(&p.snapshot_id));
+    m.nodes.retain(|p| !gone.contains(&p.node));
     let path = c.manifest_path(&m.id);
     let left = m.nodes.iter().map(|p| p.node.clone()).collect::<Vec<_>>();
     blocking(move || {

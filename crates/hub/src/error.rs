@@ -110,6 +110,8 @@ impl From<SnapshotError> for ApiError {
             SnapshotError::NotFound(_) => ApiError::not_found(e.to_string())
                 .with_suggestion("GET /api/v1/snapshots lists the snapshots"),
             SnapshotError::BadId(_) => ApiError::bad_request(e.to_string()),
+            SnapshotError::Exists(_) => ApiError::conflict("snapshot_exists", e.to_string()),
+            SnapshotError::Creating(_) => ApiError::conflict("snapshot_creating", e.to_string()),
             SnapshotError::DuplicateNode(_) => ApiError::bad_request(e.to_string()),
             SnapshotError::Store(StoreError::NodeName(_)) => ApiError::bad_request(e.to_string()),
             _ => ApiError::internal(e.to_string()),

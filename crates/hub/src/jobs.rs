@@ -12,6 +12,10 @@
 //! refused for now: the cluster hub will index each node's part on its
 //! worker and merge the answers.
 //!
+//! Endpoints are named by the hub's workloads file
+//! ([`crate::HubConfig::workloads`], `trawl tap --workloads`), read when
+//! each job starts; a bad file refuses the job with its error.
+//!
 //! Jobs live in memory; after a restart a finished index is found on disk
 //! (its manifest gives the counts) and an interrupted one is simply absent.
 
@@ -23,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
+use trawl_identity::Workloads;
 use trawl_index::{IndexOptions, Progress, index_capture, open_index};
 use trawl_model::time::rfc3339_micros;
 use trawl_rawstore::{ExportFormat, ExportOptions, Snapshot, SnapshotStatus, export};
@@ -96,6 +101,34 @@ pub struct DissectionStatus {
 #[derive(Debug, Default)]
 pub struct Jobs {
     by_snapshot: Mutex<HashMap<String, Arc<Mutex<DissectionStatus>>>>,
+    /// The workloads file each job names endpoints by ([`crate::HubConfig::workloads`]).
+    workloads: Option<PathBuf>,
+}
+
+/// Reads the workloads file when a dissection starts, not when the hub
+/// starts: a Kubernetes-like source rewrites it, and the lab writes its
+/// file at the end of a run. A file that cannot be read or is invalid
+/// refuses the job (400 `bad_workloads`, with the file's own message and
+/// position) rather than indexing silently without names.
+fn load_workloads(path: Option<&Path>) -> Result<Option<Workloads>, ApiError> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    Workloads::load(path).map(Some).map_err(|e| {
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "bad_workloads",
+            message,
+        )
+        .with_suggestion("fix the workloads file given to --workloads (YAML or JSON, as `trawl index --workloads` reads) and start the dissection again")
+    })
 }
 
 fn now() -> String {
@@ -146,6 +179,15 @@ fn on_disk(snap: &Snapshot) -> Option<DissectionStatus> {
 }
 
 impl Jobs {
+    /// Jobs that name endpoints by the workloads file at `workloads`, read
+    /// anew by each job.
+    pub fn new(workloads: Option<PathBuf>) -> Jobs {
+        Jobs {
+            by_snapshot: Mutex::default(),
+            workloads,
+        }
+    }
+
     /// Starts indexing `snap` on a thread of its own, unless a job for it
     /// runs or its index exists: then that status is returned (starting is
     /// idempotent). A failed job is started again.
@@ -194,6 +236,7 @@ impl Jobs {
                 .with_suggestion("snapshot one node at a time (\"nodes\": [\"NAME\"])"));
             }
         };
+        let workloads = load_workloads(self.workloads.as_deref())?;
         let status = Arc::new(Mutex::new(DissectionStatus {
             snapshot_id: id.clone(),
             status: JobState::Running,
@@ -209,7 +252,7 @@ impl Jobs {
         std::thread::Builder::new()
             .name(format!("trawl-dissect-{id}"))
             .spawn(move || {
-                let result = run(&snap, &node, threads, &shared);
+                let result = run(&snap, &node, threads, workloads, &shared);
                 update(&shared, |s| {
                     s.finished = Some(now());
                     match result {
@@ -267,6 +310,7 @@ fn run(
     snap: &Snapshot,
     node: &str,
     threads: usize,
+    workloads: Option<Workloads>,
     status: &Arc<Mutex<DissectionStatus>>,
 ) -> Result<JobCounts, String> {
     let files: Vec<&trawl_rawstore::SnapshotFile> = snap
@@ -305,6 +349,7 @@ fn run(
     let opts = IndexOptions {
         node: node.to_owned(),
         threads,
+        workloads,
         ..IndexOptions::default()
     };
     let progress = |p: Progress| {

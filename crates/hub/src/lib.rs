@@ -20,6 +20,7 @@
 
 pub mod api;
 pub mod cluster;
+mod creations;
 pub mod error;
 pub mod exports;
 mod insights;
@@ -50,6 +51,10 @@ pub struct HubConfig {
     /// redacted unless asked otherwise (`trawl tap --allow-destructive`,
     /// `--no-redact`).
     pub tools: trawl_mcp::ToolPolicy,
+    /// A workloads file (YAML or JSON, as `trawl index --workloads` reads)
+    /// naming pods, services and external endpoints in dissections; read
+    /// when each dissection starts, so a file rewritten meanwhile counts.
+    pub workloads: Option<PathBuf>,
 }
 
 /// The shared state of the API: configuration, the live node (when a tap
@@ -65,6 +70,7 @@ struct Inner {
     live: Option<Arc<LiveNode>>,
     jobs: jobs::Jobs,
     exports: exports::Exports,
+    creations: creations::Creations,
     cluster: Option<cluster::Cluster>,
 }
 
@@ -75,10 +81,11 @@ impl Hub {
     pub fn new(cfg: HubConfig, live: Option<Arc<LiveNode>>) -> Hub {
         Hub {
             inner: Arc::new(Inner {
+                jobs: jobs::Jobs::new(cfg.workloads.clone()),
                 cfg,
                 live,
-                jobs: jobs::Jobs::default(),
                 exports: exports::Exports::default(),
+                creations: creations::Creations::default(),
                 cluster: None,
             }),
         }
@@ -95,6 +102,7 @@ impl Hub {
                 live: None,
                 jobs: jobs::Jobs::default(),
                 exports: exports::Exports::default(),
+                creations: creations::Creations::default(),
                 cluster: Some(c),
             }),
         })
@@ -119,6 +127,10 @@ impl Hub {
 
     pub(crate) fn exports(&self) -> &exports::Exports {
         &self.inner.exports
+    }
+
+    pub(crate) fn creations(&self) -> &creations::Creations {
+        &self.inner.creations
     }
 }
 

@@ -17,12 +17,17 @@ use trawl_lab::pcapgen::{GenConfig, GenSummary, generate};
 use trawl_rawstore::{ImportRequest, import_pcap};
 
 fn start(data: &Path, token: Option<&str>) -> ServerHandle {
+    start_with(data, token, None)
+}
+
+fn start_with(data: &Path, token: Option<&str>, workloads: Option<&Path>) -> ServerHandle {
     let hub = Hub::new(
         HubConfig {
             data_dir: data.to_owned(),
             token: token.map(str::to_owned),
             index_threads: 2,
             tools: trawl_mcp::ToolPolicy::default(),
+            workloads: workloads.map(Path::to_owned),
         },
         None,
     );
@@ -345,6 +350,87 @@ fn investigation_over_http() {
     server.stop().unwrap();
 }
 
+/// Polls a dissection until it is done; panics when it fails.
+fn dissected(c: &Client, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (s, v) = c.get(&format!("/api/v1/snapshots/{id}/dissection"));
+        assert_eq!(s, 200, "{v}");
+        match v["status"].as_str().unwrap() {
+            "done" => return v,
+            "running" => {}
+            other => panic!("dissection {other}: {v}"),
+        }
+        assert!(Instant::now() < deadline, "dissection did not finish: {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn dissections_name_endpoints_by_the_workloads_file_read_when_they_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let (id, truth) = imported(data, 2_000, 23);
+    let file = data.join("workloads.yaml");
+    // The hub starts before the file exists: it is read per dissection.
+    let server = start_with(data, None, Some(&file));
+    let c = Client::new(&server);
+
+    // A file with a misspelt key refuses the dissection with the file's
+    // own message and position, rather than indexing without names.
+    std::fs::write(
+        &file,
+        "workloads:\n  - kind: pod\n    nmae: web-1\n    ips: [10.2.0.1]\n",
+    )
+    .unwrap();
+    let (s, v) = c.post(&format!("/api/v1/snapshots/{id}/dissection"), &json!({}));
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(v["error"]["code"], "bad_workloads", "{v}");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("workloads.yaml") && msg.contains("nmae") && msg.contains("line 3"),
+        "{msg}"
+    );
+    let (s, v) = c.get(&format!("/api/v1/snapshots/{id}/dissection"));
+    assert_eq!(s, 409, "no job was started: {v}");
+    // A missing file is refused the same way.
+    std::fs::remove_file(&file).unwrap();
+    let (s, v) = c.post(&format!("/api/v1/snapshots/{id}/dissection"), &json!({}));
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("bad_workloads")),
+        "{v}"
+    );
+
+    // Fixed, without restarting the hub: the pod and its service name the
+    // server's calls.
+    std::fs::write(
+        &file,
+        "workloads:\n  - kind: pod\n    name: web-1\n    namespace: shop\n    service: web\n    ips: [10.2.0.1]\n",
+    )
+    .unwrap();
+    let (s, v) = c.post(&format!("/api/v1/snapshots/{id}/dissection"), &json!({}));
+    assert!(s == 202 || s == 200, "{s} {v}");
+    let done = dissected(&c, &id);
+    assert_eq!(done["counts"]["calls"], truth.http_calls + truth.dns_calls);
+    let (s, named) = c.get(&format!(
+        "/api/v1/snapshots/{id}/calls?filter=dst.name%20%3D%3D%20%22web-1%22&limit=1"
+    ));
+    assert_eq!(s, 200, "{named}");
+    let n = named["total"].as_u64().unwrap();
+    assert!(n > 0, "no call names pod web-1: {named}");
+    assert_eq!(named["calls"][0]["dst.service.name"], "web", "{named}");
+    assert_eq!(named["calls"][0]["dst.resolved_by"], "pod", "{named}");
+    let (_, by_ip) = c.get(&format!(
+        "/api/v1/snapshots/{id}/calls?filter=dst.ip%20%3D%3D%20%2210.2.0.1%22&limit=1"
+    ));
+    assert_eq!(
+        by_ip["total"].as_u64(),
+        Some(n),
+        "every call to 10.2.0.1 is named"
+    );
+}
+
 fn count_packets(bytes: &[u8]) -> u64 {
     let mut r = trawl_packet::CaptureReader::new(bytes, "export").unwrap();
     let mut n = 0;
@@ -424,6 +510,7 @@ impl Node {
                 token: Some("worker-token".into()),
                 index_threads: 1,
                 tools: trawl_mcp::ToolPolicy::default(),
+                workloads: None,
             },
             Some(live),
         );
@@ -496,6 +583,99 @@ fn assert_union_percentiles(group: &Value, latencies: &[u64]) {
     assert_eq!(group["latency_us"]["max"].as_u64(), Some(h.max()));
 }
 
+/// Polls a snapshot until it is no longer `creating`; panics unless ready.
+fn created(c: &Client, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (s, v) = c.get(&format!("/api/v1/snapshots/{id}"));
+        assert_eq!(s, 200, "{v}");
+        match v["status"].as_str().unwrap() {
+            "ready" => return v,
+            "creating" => {}
+            other => panic!("snapshot {other}: {v}"),
+        }
+        assert!(Instant::now() < deadline, "snapshot not created: {v}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A request straight to a node of the cluster (with the workers' token).
+fn worker_get(n: &Node, path: &str) -> (u16, Value) {
+    let r = reqwest::blocking::Client::new()
+        .get(format!("{}{path}", n.url()))
+        .bearer_auth("worker-token")
+        .send()
+        .unwrap();
+    (r.status().as_u16(), r.json().unwrap())
+}
+
+fn worker_post(n: &Node, path: &str, body: &Value) -> (u16, Value) {
+    let r = reqwest::blocking::Client::new()
+        .post(format!("{}{path}", n.url()))
+        .bearer_auth("worker-token")
+        .json(body)
+        .send()
+        .unwrap();
+    (r.status().as_u16(), r.json().unwrap())
+}
+
+/// Snapshot creation on a node is a job: the answer (202) comes before the
+/// copy with status `creating`, an id chosen by the caller and `progress`;
+/// the snapshot is then polled to `ready` with every byte copied. A taken
+/// id is a 409, a bad one a 400; `?wait=true` answers when it is ready.
+#[test]
+fn snapshot_creation_is_a_job_with_progress_and_a_chosen_id() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let n = Node::start("solo", 44, now - 600_000_000_000);
+    let (s, v) = worker_post(
+        &n,
+        "/api/v1/snapshots",
+        &json!({"last": "1h", "id": "mine-1", "name": "job"}),
+    );
+    assert_eq!((s, &v["status"]), (202, &json!("creating")), "{v}");
+    assert_eq!(v["id"], "mine-1");
+    assert!(v["progress"]["bytes_total"].is_u64(), "{v}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let (s, v) = worker_get(&n, "/api/v1/snapshots/mine-1");
+        assert_eq!(s, 200, "{v}");
+        if v["status"] != "creating" {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "not created: {v}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(done["status"], "ready", "{done}");
+    assert_eq!(done["packets"], n.truth.packets, "{done}");
+    let p = &done["progress"];
+    assert!(p["bytes_total"].as_u64().unwrap() > 0, "{done}");
+    assert_eq!(p["bytes_done"], p["bytes_total"], "{done}");
+    assert_eq!(p["segments_done"], p["segments_total"], "{done}");
+    assert_eq!(p["fraction"], 1.0);
+    let (s, v) = worker_post(
+        &n,
+        "/api/v1/snapshots",
+        &json!({"last": "1h", "id": "mine-1"}),
+    );
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("snapshot_exists")),
+        "{v}"
+    );
+    let (s, v) = worker_post(&n, "/api/v1/snapshots", &json!({"last": "1h", "id": ".x"}));
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("bad_request")),
+        "{v}"
+    );
+    let (s, v) = worker_post(&n, "/api/v1/snapshots?wait=true", &json!({"last": "1h"}));
+    assert_eq!((s, &v["status"]), (201, &json!("ready")), "{v}");
+    assert_eq!(v["packets"], n.truth.packets, "{v}");
+}
+
 /// A cluster in one process: two nodes with their own raw stores and a
 /// hub over them. The hub's snapshot covers both, dissection runs on
 /// both, lists merge by time with a cursor that pages through all without
@@ -518,6 +698,7 @@ fn a_hub_fans_out_to_two_nodes_and_merges_exactly() {
             token: None,
             index_threads: 1,
             tools: trawl_mcp::ToolPolicy::default(),
+            workloads: None,
         },
         trawl_hub::ClusterConfig {
             workers: vec![n1.url(), n2.url()],
@@ -549,11 +730,34 @@ fn a_hub_fans_out_to_two_nodes_and_merges_exactly() {
     assert_eq!(v["overall"]["packets"], t1.packets + t2.packets, "{v}");
     assert_eq!(v["partial"], false);
 
+    // Creation is a job: answered at once, ready once both parts are.
     let (s, snap) = c.post("/api/v1/snapshots", &json!({"last": "1h", "name": "both"}));
-    assert_eq!(s, 201, "{snap}");
+    assert!(s == 202 || s == 201, "{s} {snap}");
+    let id = snap["id"].as_str().unwrap().to_owned();
+    let snap = created(&c, &id);
     assert_eq!(snap["nodes"].as_array().unwrap().len(), 2, "{snap}");
     assert_eq!(snap["packets"], t1.packets + t2.packets, "{snap}");
-    let id = snap["id"].as_str().unwrap().to_owned();
+    assert_eq!(snap["progress"]["fraction"], 1.0, "{snap}");
+    assert_eq!(
+        snap["progress"]["bytes_done"], snap["progress"]["bytes_total"],
+        "{snap}"
+    );
+    // One id names the snapshot on every worker; the hub keeps no mapping.
+    for (n, truth) in [(&n1, t1), (&n2, t2)] {
+        let (s, part) = worker_get(n, &format!("/api/v1/snapshots/{id}"));
+        assert_eq!((s, &part["status"]), (200, &json!("ready")), "{part}");
+        assert_eq!(part["id"], id.as_str());
+        assert_eq!(part["packets"], truth.packets, "{part}");
+    }
+    let stored = std::fs::read_to_string(
+        hub_dir
+            .path()
+            .join(trawl_hub::cluster::MANIFEST_DIR)
+            .join(format!("{id}.json")),
+    )
+    .unwrap();
+    assert!(!stored.contains("snapshot_id"), "{stored}");
+    assert!(stored.contains("\"ready\""), "{stored}");
     let (_, v) = c.get("/api/v1/snapshots");
     assert_eq!(v["snapshots"][0]["id"], id.as_str(), "{v}");
 
@@ -776,6 +980,63 @@ fn a_hub_fans_out_to_two_nodes_and_merges_exactly() {
     );
     assert_eq!(v["error"]["position"]["column"], 9);
 
+    // MCP's create_snapshot waits for the job and answers it ready.
+    let v = tool("create_snapshot", json!({"last": "1h", "name": "via-mcp"}));
+    assert_eq!(v["snapshot"]["status"], "ready", "{v}");
+    assert_eq!(v["snapshot"]["packets"], t1.packets + t2.packets, "{v}");
+    // An id chosen by the caller, used on every worker; taken, it is a 409
+    // at the hub and at a worker; a bad one is a 400.
+    let (s, v) = c.post(
+        "/api/v1/snapshots?wait=true",
+        &json!({"last": "1h", "id": "incident-42"}),
+    );
+    assert_eq!((s, &v["status"]), (201, &json!("ready")), "{v}");
+    assert_eq!(v["id"], "incident-42");
+    let (s, part) = worker_get(&n2, "/api/v1/snapshots/incident-42");
+    assert_eq!((s, &part["status"]), (200, &json!("ready")), "{part}");
+    let (s, v) = c.post(
+        "/api/v1/snapshots",
+        &json!({"last": "1h", "id": "incident-42"}),
+    );
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("snapshot_exists")),
+        "{v}"
+    );
+    let (s, v) = c.post("/api/v1/snapshots", &json!({"last": "1h", "id": "../x"}));
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("bad_request")),
+        "{v}"
+    );
+    // A manifest of an older hub names each part's own id: still read.
+    let (s, legacy_part) = worker_post(
+        &n2,
+        "/api/v1/snapshots?wait=true",
+        &json!({"last": "1h", "id": "n2-own-id"}),
+    );
+    assert_eq!(s, 201, "{legacy_part}");
+    std::fs::write(
+        hub_dir
+            .path()
+            .join(trawl_hub::cluster::MANIFEST_DIR)
+            .join("legacy.json"),
+        serde_json::to_vec(&json!({
+            "id": "legacy", "name": "", "status": "ready",
+            "window": legacy_part["window"], "created_ns": 1,
+            "created": "1970-01-01T00:00:00Z", "source": "cluster",
+            "packets": t2.packets, "bytes": legacy_part["bytes"],
+            "nodes": [{"node": "n2", "worker": n2.url(), "snapshot_id": "n2-own-id",
+                       "packets": t2.packets, "bytes": legacy_part["bytes"]}],
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let (s, v) = c.get("/api/v1/snapshots/legacy");
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["node_snapshots"][0]["snapshot"]["id"], "n2-own-id", "{v}");
+    assert_eq!(v["nodes"][0]["snapshot_id"], "n2-own-id", "{v}");
+
     // One node down: answers still come, flagged partial.
     n1.kill();
     let (s, v) = c.get(&format!("/api/v1/snapshots/{id}/calls?limit=5"));
@@ -799,9 +1060,10 @@ fn a_hub_fans_out_to_two_nodes_and_merges_exactly() {
     assert_eq!(down[0]["node"], "n1");
     let (s, v) = c.get(&format!("/api/v1/snapshots/{id}"));
     assert_eq!((s, &v["partial"]), (200, &json!(true)), "{v}");
-    // A snapshot cut while a node is down: the manifest names it failed.
-    let (s, v) = c.post("/api/v1/snapshots", &json!({"last": "1h"}));
-    assert_eq!(s, 201, "{v}");
+    // A snapshot cut while a node is down: the manifest names it failed,
+    // and it is ready when the reachable node's part is.
+    let (s, v) = c.post("/api/v1/snapshots?wait=true", &json!({"last": "1h"}));
+    assert_eq!((s, &v["status"]), (201, &json!("ready")), "{v}");
     assert_eq!(v["nodes"].as_array().unwrap().len(), 1, "{v}");
     assert_eq!(v["failed_nodes"][0]["node"], "n1", "{v}");
     assert_eq!(v["missing_nodes"], json!(["n1"]), "{v}");

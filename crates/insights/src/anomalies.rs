@@ -296,6 +296,42 @@ fn l1(xs: &[f64], m: f64) -> f64 {
     xs.iter().map(|x| (x - m).abs()).sum()
 }
 
+/// `out[j]` = the median of `xs[j..j + w]`, for every j: a sorted copy of
+/// the window, one value out and one in per step (a binary search and a
+/// short move each), instead of a selection per window.
+fn sliding_medians(xs: &[f64], w: usize) -> Vec<f64> {
+    let n = xs.len();
+    if w == 0 || n < w {
+        return Vec::new();
+    }
+    let mut sorted: Vec<f64> = xs.get(..w).unwrap_or_default().to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let med = |s: &[f64]| -> f64 {
+        let k = s.len();
+        let hi = s.get(k / 2).copied().unwrap_or(0.0);
+        if k % 2 == 1 {
+            hi
+        } else {
+            (s.get(k / 2 - 1).copied().unwrap_or(hi) + hi) / 2.0
+        }
+    };
+    let mut out = Vec::with_capacity(n - w + 1);
+    out.push(med(&sorted));
+    for j in w..n {
+        let (Some(&gone), Some(&new)) = (xs.get(j - w), xs.get(j)) else {
+            break;
+        };
+        let i = sorted.partition_point(|v| v.total_cmp(&gone).is_lt());
+        if i < sorted.len() {
+            sorted.remove(i);
+        }
+        let k = sorted.partition_point(|v| v.total_cmp(&new).is_lt());
+        sorted.insert(k, new);
+        out.push(med(&sorted));
+    }
+    out
+}
+
 /// The change point of a latency series (in call order): the index of the
 /// first call at the new level, or `None` when the level does not move by
 /// [`SHIFT_FACTOR`] and stay.
@@ -307,8 +343,14 @@ pub(crate) fn change_point(lat_us: &[i64]) -> Option<usize> {
     }
     let x: Vec<f64> = lat_us.iter().map(|&v| (v.max(1) as f64).ln()).collect();
     let win = |a: usize, b: usize| x.get(a..b).unwrap_or_default();
+    // The median of every window of w calls, in one sliding pass (the
+    // split at i compares the window starting at i with the one at i - w).
+    let m = sliding_medians(&x, w);
     let diffs: Vec<(usize, f64)> = (w..=n - w)
-        .map(|i| (i, median_of(win(i, i + w)) - median_of(win(i - w, i))))
+        .map(|i| {
+            let (r, l) = (m.get(i), m.get(i - w));
+            (i, r.copied().unwrap_or(0.0) - l.copied().unwrap_or(0.0))
+        })
         .collect();
     let (_, best) = diffs
         .iter()
@@ -961,54 +1003,226 @@ fn first_label(name: &str) -> &str {
     name.split('.').next().unwrap_or(name)
 }
 
-pub(crate) fn dns_failures(calls: &[CallRow]) -> Vec<Finding> {
-    let dns: Vec<&CallRow> = calls
+/// Longest quiet time between two queries of one resolution. A stub
+/// resolver sends A and AAAA together and the next search domain as soon
+/// as both answer, so the steps of one look-up follow within a round trip
+/// to the cluster's DNS server: under a millisecond on an idle node, but
+/// hundreds of ms on a loaded one (the lab on two busy cores sees 100 ms
+/// steps). Interleaved look-ups are told apart by the walk itself (see
+/// [`dns_lookups`]), so this only has to end a look-up, not separate them.
+pub const LOOKUP_GAP_NS: i64 = 500_000_000;
+
+/// One resolution by a client: its A/AAAA queries and the search-domain
+/// walk, as the application saw it (one `getaddrinfo`).
+#[derive(Debug)]
+pub(crate) struct Lookup<'a> {
+    pub client: &'a str,
+    /// In time order; the first asks the name the walk starts at.
+    pub queries: Vec<&'a CallRow>,
+    /// `None` when one of its queries got an answer; else the failure
+    /// (`NXDOMAIN`, `SERVFAIL`, …, `no answer`) most of them got.
+    pub failure: Option<String>,
+}
+
+impl Lookup<'_> {
+    /// The name the look-up started with.
+    pub fn name(&self) -> &str {
+        self.queries.first().map_or("", |q| q.question.as_str())
+    }
+
+    pub fn first_ts(&self) -> i64 {
+        self.queries.first().map_or(0, |q| q.ts)
+    }
+
+    pub fn last_ts(&self) -> i64 {
+        self.queries.iter().map(|q| q.ts).max().unwrap_or(0)
+    }
+
+    fn asked(&self, c: &CallRow) -> bool {
+        self.queries
+            .iter()
+            .any(|q| q.question == c.question && q.qtype == c.qtype)
+    }
+
+    fn has_name(&self, name: &str) -> bool {
+        self.queries.iter().any(|q| q.question == name)
+    }
+
+    fn names(&self) -> usize {
+        let mut v: Vec<&str> = self.queries.iter().map(|q| q.question.as_str()).collect();
+        v.sort_unstable();
+        v.dedup();
+        v.len()
+    }
+
+    fn resolved(&self) -> bool {
+        self.queries.iter().any(|q| query_outcome(q).is_none())
+    }
+}
+
+fn query_outcome(c: &CallRow) -> Option<String> {
+    if !c.has_response {
+        Some("no answer".to_owned())
+    } else if c.status != 0 {
+        Some(rcode_name(c.status))
+    } else {
+        None
+    }
+}
+
+/// Groups the DNS queries of `calls` (in time order) into look-ups: same
+/// client, same first label, each query within [`LOOKUP_GAP_NS`] of the
+/// look-up's previous one, and no (name, type) asked twice (a repeat is
+/// the next look-up). Concurrent look-ups of one name interleave; a query
+/// joins the open look-up that asked its name with the other type (the
+/// AAAA beside an A), else the unresolved one furthest along its walk
+/// that has not asked the name (the next search domain), oldest first.
+/// A failed look-up followed within [`SEARCH_WALK_NS`] by an answer for
+/// the same first label from the same client is a walk that went on after
+/// a pause: it resolved, and counts as resolved.
+pub(crate) fn dns_lookups(calls: &[CallRow]) -> Vec<Lookup<'_>> {
+    let mut lookups: Vec<Lookup> = Vec::new();
+    // (client, first label) → open look-ups (indexes into `lookups`).
+    let mut open: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+    for c in calls
         .iter()
         .filter(|c| c.protocol == "dns" && !c.question.is_empty())
-        .collect();
-    // Answered queries per client: (time, first label).
-    let mut answered: HashMap<&str, Vec<(i64, &str)>> = HashMap::new();
-    for c in dns.iter().filter(|c| c.has_response && c.status == 0) {
-        answered
-            .entry(c.src.display())
-            .or_default()
-            .push((c.ts, first_label(&c.question)));
+    {
+        let key = (c.src.display(), first_label(&c.question));
+        let ids = open.entry(key).or_default();
+        ids.retain(|&i| {
+            lookups
+                .get(i)
+                .is_some_and(|l| c.ts <= l.last_ts().saturating_add(LOOKUP_GAP_NS))
+        });
+        let candidates = ids
+            .iter()
+            .copied()
+            .filter(|&i| lookups.get(i).is_some_and(|l| !l.asked(c)));
+        let pair = candidates
+            .clone()
+            .find(|&i| lookups.get(i).is_some_and(|l| l.has_name(&c.question)));
+        let next_step = || {
+            candidates
+                .clone()
+                .filter(|&i| lookups.get(i).is_some_and(|l| !l.resolved()))
+                .max_by_key(|&i| {
+                    (
+                        lookups.get(i).map_or(0, Lookup::names),
+                        std::cmp::Reverse(i),
+                    )
+                })
+        };
+        match pair.or_else(next_step) {
+            Some(i) => {
+                if let Some(l) = lookups.get_mut(i) {
+                    l.queries.push(c);
+                }
+            }
+            None => {
+                ids.push(lookups.len());
+                lookups.push(Lookup {
+                    client: key.0,
+                    queries: vec![c],
+                    failure: None,
+                });
+            }
+        }
     }
-    // A resolver with search domains asks `name.<domain>` for each domain
-    // until one answers: an NXDOMAIN followed within SEARCH_WALK_NS by an
-    // answer for the same first label from the same client is that walk,
-    // not a failure.
-    let expansion = |c: &CallRow| {
-        let label = first_label(&c.question);
-        answered.get(c.src.display()).is_some_and(|v| {
-            let i = v.partition_point(|(ts, _)| *ts < c.ts);
+    // Answered queries per client: (time, first label, name).
+    let mut answered: HashMap<&str, Vec<(i64, &str, &str)>> = HashMap::new();
+    for l in &lookups {
+        for q in l.queries.iter().filter(|q| query_outcome(q).is_none()) {
+            answered.entry(l.client).or_default().push((
+                q.ts,
+                first_label(&q.question),
+                q.question.as_str(),
+            ));
+        }
+    }
+    for v in answered.values_mut() {
+        v.sort_unstable();
+    }
+    for l in &mut lookups {
+        let outcomes: Vec<Option<String>> = l.queries.iter().map(|q| query_outcome(q)).collect();
+        if outcomes.iter().any(Option::is_none) {
+            continue;
+        }
+        // Only a name this look-up did not ask continues its walk; the
+        // same name answered later is the next look-up, after a fix.
+        let (last, label) = (l.last_ts(), first_label(l.name()));
+        let asked: Vec<&str> = l.queries.iter().map(|q| q.question.as_str()).collect();
+        let walked_on = answered.get(l.client).is_some_and(|v| {
+            let i = v.partition_point(|(ts, _, _)| *ts <= last);
             v.get(i..)
                 .unwrap_or_default()
                 .iter()
-                .take_while(|(ts, _)| *ts <= c.ts + SEARCH_WALK_NS)
-                .any(|(_, l)| *l == label)
-        })
-    };
-    let mut by: BTreeMap<(String, String), Vec<&CallRow>> = BTreeMap::new();
-    for c in dns {
-        let rcode = if !c.has_response {
-            "no answer".to_owned()
-        } else if c.status != 0 {
-            rcode_name(c.status)
-        } else {
-            continue;
-        };
-        if rcode == "NXDOMAIN" && expansion(c) {
+                .take_while(|(ts, _, _)| *ts <= last.saturating_add(SEARCH_WALK_NS))
+                .any(|(_, l, n)| *l == label && !asked.contains(n))
+        });
+        if walked_on {
             continue;
         }
-        by.entry((c.question.clone(), rcode)).or_default().push(c);
+        let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+        for o in outcomes.iter().flatten() {
+            *count.entry(o.as_str()).or_insert(0) += 1;
+        }
+        let first = outcomes.first().cloned().flatten().unwrap_or_default();
+        let most = count.values().copied().max().unwrap_or(0);
+        l.failure = Some(if count.get(first.as_str()) == Some(&most) {
+            first
+        } else {
+            count
+                .iter()
+                .find(|(_, n)| **n == most)
+                .map(|(k, _)| (*k).to_owned())
+                .unwrap_or(first)
+        });
+    }
+    lookups
+}
+
+/// KFL selecting the failed queries of look-ups that start at `name`
+/// between `first` and `last`: the name itself, or every name of its
+/// search walk (same first label) when the walk asked several.
+pub(crate) fn lookup_kfl(name: &str, walk: bool, first: i64, last: i64) -> String {
+    let label = first_label(name);
+    let names = if walk {
+        format!(
+            "dns_questions.exists(q, q == {} || q.startsWith({}))",
+            quote(label),
+            quote(&format!("{label}."))
+        )
+    } else {
+        format!("dns_questions.exists(q, q == {})", quote(name))
+    };
+    util::and(&[
+        "dns",
+        &names,
+        "(status_code != 0 || !has_response)",
+        &between(first, last),
+    ])
+}
+
+pub(crate) fn dns_failures(calls: &[CallRow]) -> Vec<Finding> {
+    let lookups = dns_lookups(calls);
+    let mut by: BTreeMap<(String, String), Vec<&Lookup>> = BTreeMap::new();
+    for l in &lookups {
+        if let Some(f) = &l.failure {
+            by.entry((l.name().to_owned(), f.clone()))
+                .or_default()
+                .push(l);
+        }
     }
     let mut out = Vec::new();
-    for ((name, rcode), cs) in by {
-        let n = cs.len();
-        let (Some(first), Some(last)) = (cs.first(), cs.last()) else {
+    for ((name, rcode), ls) in by {
+        let n = ls.len();
+        let (Some(first), Some(last)) = (ls.first(), ls.last()) else {
             continue;
         };
+        let queries: Vec<&CallRow> = ls.iter().flat_map(|l| l.queries.iter().copied()).collect();
+        let walk = queries.iter().any(|q| q.question != name);
+        let (t0, t1) = (first.first_ts(), last.last_ts());
         let severity = if n >= 20 {
             "high"
         } else if n >= 5 {
@@ -1016,45 +1230,49 @@ pub(crate) fn dns_failures(calls: &[CallRow]) -> Vec<Finding> {
         } else {
             "low"
         };
-        let cond = if rcode == "no answer" {
-            "!has_response".to_owned()
-        } else {
-            format!("status_code == {}", first.status)
-        };
-        let kfl = format!(
-            "dns && dns_questions.exists(q, q == {}) && {cond}",
-            quote(&name)
-        );
-        let clients: HashSet<&str> = cs.iter().map(|c| c.src.display()).collect();
+        let clients: HashSet<&str> = ls.iter().map(|l| l.client).collect();
         let mut clients: Vec<&str> = clients.into_iter().collect();
         clients.sort_unstable();
+        let server = first
+            .queries
+            .first()
+            .map(|q| q.dst.display().to_owned())
+            .unwrap_or_default();
         out.push(Finding {
             kind: "dns_failures".into(),
             severity: severity.into(),
             title: format!("DNS {rcode} for {name}"),
             summary: format!(
-                "{n} queries for {name} got {rcode}, from {}, {} to {}.",
+                "{n} look-ups of {name} failed with {rcode} ({} queries{}), from {}, {} to {}.",
+                queries.len(),
+                if walk {
+                    ", A/AAAA and the search-domain walk"
+                } else {
+                    ""
+                },
                 clients
                     .iter()
                     .take(3)
                     .copied()
                     .collect::<Vec<_>>()
                     .join(", "),
-                clock(first.ts),
-                clock(last.ts)
+                clock(t0),
+                clock(t1)
             ),
-            first: time(first.ts),
-            last: time(last.ts),
+            first: time(t0),
+            last: time(t1),
             subject: Subject {
                 client: (clients.len() == 1)
                     .then(|| clients.first().map(|c| (*c).to_owned()))
                     .flatten(),
-                server: Some(first.dst.display().to_owned()),
+                server: Some(server),
                 method: None,
                 path: Some(name.clone()),
             },
-            metrics: metrics(json!({"count": n, "rcode": rcode, "name": name})),
-            evidence: call_evidence(kfl, cs.iter().copied()),
+            metrics: metrics(json!({
+                "count": n, "queries": queries.len(), "rcode": rcode, "name": name,
+            })),
+            evidence: call_evidence(lookup_kfl(&name, walk, t0, t1), queries.iter().copied()),
         });
     }
     out
@@ -1158,6 +1376,63 @@ mod tests {
     }
 
     #[test]
+    fn dns_failures_count_look_ups_not_queries() {
+        use crate::testutil::{Calls, ep};
+        let tmp = tempfile::tempdir().unwrap();
+        let cat = ep("10.0.0.3", 40000, "catalogue", false);
+        let web = ep("10.0.0.6", 40000, "web", false);
+        let dns = ep("10.0.0.53", 53, "kube-dns", false);
+        let mut c = Calls::default();
+        for i in 0..12i64 {
+            // Two look-ups 3 ms apart (two requests at once) walk the
+            // search list with A and AAAA: each one look-up, not four.
+            for start in [i * 1_000_000, i * 1_000_000 + 3_000] {
+                let mut at = start;
+                for name in ["db.shop.svc.cluster.local", "db"] {
+                    c.dns_q(at, &cat, &dns, name, "A", 3);
+                    c.dns_q(at + 10, &cat, &dns, name, "AAAA", 3);
+                    at += 400;
+                }
+            }
+            // A walk that resolves at its second step is no failure.
+            c.dns_q(
+                i * 1_000_000 + 500_000,
+                &web,
+                &dns,
+                "api.shop.svc.cluster.local",
+                "A",
+                3,
+            );
+            c.dns_q(
+                i * 1_000_000 + 500_400,
+                &web,
+                &dns,
+                "api.svc.cluster.local",
+                "A",
+                0,
+            );
+        }
+        let dir = c.index(tmp.path());
+        let a = find_anomalies(&dir, &AnomalyQuery::default()).unwrap();
+        let dns = of(&a, "dns_failures");
+        assert_eq!(dns.len(), 1, "{dns:#?}");
+        let m = &dns[0].metrics;
+        assert_eq!(m["name"], "db.shop.svc.cluster.local");
+        assert_eq!(
+            (m["count"].as_u64(), m["queries"].as_u64()),
+            (Some(24), Some(96))
+        );
+        assert_eq!(dns[0].subject.client.as_deref(), Some("catalogue"));
+        let page = trawl_index::kfl::query(
+            &dir,
+            &dns[0].evidence.kfl,
+            &trawl_index::kfl::QueryOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(page.total_matching, 96, "{}", dns[0].evidence.kfl);
+    }
+
+    #[test]
     fn scope_window_and_limit_narrow_the_answer() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = shop(tmp.path());
@@ -1204,6 +1479,19 @@ mod tests {
             ),
             Err(InsightsError::BadInput(_))
         ));
+    }
+
+    #[test]
+    fn sliding_medians_equal_a_median_per_window() {
+        let xs: Vec<f64> = (0..200).map(|i| ((i * 7919) % 101) as f64).collect();
+        for w in [1, 2, 5, 50] {
+            let m = sliding_medians(&xs, w);
+            assert_eq!(m.len(), xs.len() - w + 1);
+            for (j, v) in m.iter().enumerate() {
+                assert_eq!(*v, median_of(&xs[j..j + w]), "w {w} j {j}");
+            }
+        }
+        assert!(sliding_medians(&xs[..3], 5).is_empty());
     }
 
     #[test]

@@ -10,7 +10,10 @@
 //! busy server makes other fast calls meanwhile, for other requests, and
 //! those are not the cause.
 //! The callee endpoint that covers the most failing calls is the next
-//! link; the chain ends at a callee that waits on nothing.
+//! link; the chain ends at a callee that waits on nothing. When that last
+//! service's own DNS look-ups failed during its failing calls (NXDOMAIN,
+//! SERVFAIL, no answer for the name it needed), the failing look-up is the
+//! root cause: it never got as far as calling anything.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -141,6 +144,12 @@ pub fn explain_errors(dir: &Path, q: &ExplainQuery) -> Result<Explanation, Insig
         current = next.calls;
         service = next.callee;
     }
+    // The last service waits on nothing: did its name look-ups fail?
+    let lookups = anomalies::dns_lookups(&all.rows);
+    let dns = dns_link(&service, &current, &lookups, &ends);
+    if let Some((link, _)) = &dns {
+        chain.push(link.clone());
+    }
 
     // Timeouts: unanswered calls between the chain's services (all pairs
     // in the window when the chain is one link) ending at one duration.
@@ -213,6 +222,18 @@ pub fn explain_errors(dir: &Path, q: &ExplainQuery) -> Result<Explanation, Insig
         }
     }
 
+    if let Some((link, first)) = &dns {
+        timeline.push(TimelineEvent {
+            time: time(first.first_ts()),
+            kind: "dns_failure".into(),
+            event: format!(
+                "first DNS failure: {service}'s look-up of {} got {}",
+                first.name(),
+                first.failure.as_deref().unwrap_or_default()
+            ),
+            evidence: link.evidence.clone(),
+        });
+    }
     // The first timeout of each inferred one.
     for t in &timeouts {
         if let Some(first) = t.evidence.call_ids.first()
@@ -278,7 +299,10 @@ pub fn explain_errors(dir: &Path, q: &ExplainQuery) -> Result<Explanation, Insig
     let timeline_cut = timeline.len() > limit;
     timeline.truncate(limit);
 
-    let summary = summarize(&failing, &chain, &timeouts, shift);
+    let mut summary = summarize(&failing, &chain, &timeouts, shift);
+    if let Some((link, _)) = &dns {
+        summary.push_str(&format!(" Root cause: DNS: {}.", link.detail));
+    }
     Ok(Explanation {
         kfl: q.kfl.clone(),
         failing_calls: failing.len() as u64,
@@ -461,6 +485,96 @@ fn next_link<'a>(
         link,
         calls,
     })
+}
+
+/// Failed look-ups of `service` (as a DNS client) that started while one
+/// of its failing calls ran: the root cause link when they cover at least
+/// [`MIN_COVERAGE`] of those calls, with the earliest such look-up.
+fn dns_link<'a>(
+    service: &str,
+    failing: &[&CallRow],
+    lookups: &'a [anomalies::Lookup<'a>],
+    ends: &HashMap<(String, i64), i64>,
+) -> Option<(ChainLink, &'a anomalies::Lookup<'a>)> {
+    let mut mine: Vec<&anomalies::Lookup> = lookups
+        .iter()
+        .filter(|l| l.client == service && l.failure.is_some())
+        .collect();
+    if mine.is_empty() || failing.is_empty() {
+        return None;
+    }
+    mine.sort_by_key(|l| l.first_ts());
+    let mut covered = 0usize;
+    let mut used: Vec<bool> = vec![false; mine.len()];
+    for f in failing {
+        let (start, end) = (f.ts, call_end(f, ends));
+        let i = mine.partition_point(|l| l.first_ts() < start);
+        let mut hit = false;
+        for (j, l) in mine.iter().enumerate().skip(i) {
+            if l.first_ts() > end {
+                break;
+            }
+            hit = true;
+            if let Some(u) = used.get_mut(j) {
+                *u = true;
+            }
+        }
+        covered += usize::from(hit);
+    }
+    if (covered as f64) < MIN_COVERAGE * failing.len() as f64 {
+        return None;
+    }
+    let during: Vec<&anomalies::Lookup> = mine
+        .iter()
+        .zip(&used)
+        .filter(|(_, u)| **u)
+        .map(|(l, _)| *l)
+        .collect();
+    // The name and failure most of them had.
+    let mut by: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    for l in &during {
+        *by.entry((l.name(), l.failure.as_deref().unwrap_or_default()))
+            .or_insert(0) += 1;
+    }
+    let ((name, failure), _) = by.into_iter().max_by_key(|(_, n)| *n)?;
+    let of_name: Vec<&anomalies::Lookup> = during
+        .iter()
+        .copied()
+        .filter(|l| l.name() == name && l.failure.as_deref() == Some(failure))
+        .collect();
+    let first = *of_name.first()?;
+    let last = *of_name.last()?;
+    let queries: Vec<&CallRow> = of_name
+        .iter()
+        .flat_map(|l| l.queries.iter().copied())
+        .collect();
+    let walk = queries.iter().any(|q| q.question != name);
+    let server = first
+        .queries
+        .first()
+        .map(|q| q.dst.display().to_owned())
+        .unwrap_or_default();
+    let kfl = util::and(&[
+        &first.queries.first()?.src.kfl("src"),
+        &anomalies::lookup_kfl(name, walk, first.first_ts(), last.last_ts()),
+    ]);
+    let detail = format!(
+        "{service}'s look-ups of {name} failed with {failure} during {covered} of the {} calls above ({}): {} look-ups ({} queries) from {} to {}",
+        failing.len(),
+        util::pct(share(covered as u64, failing.len() as u64)),
+        of_name.len(),
+        queries.len(),
+        clock(first.first_ts()),
+        clock(last.last_ts())
+    );
+    let link = ChainLink {
+        service: server,
+        endpoint: format!("DNS {name}"),
+        role: "root cause".into(),
+        detail,
+        evidence: call_evidence(kfl, queries.iter().copied()),
+    };
+    Some((link, first))
 }
 
 /// Timeouts from unanswered calls per (client, server) whose durations
@@ -651,6 +765,117 @@ mod tests {
         let names: Vec<&str> = e.chain.iter().map(|l| l.service.as_str()).collect();
         assert_eq!(names, ["payment", "gateway"], "{:#?}", e.chain);
         assert_eq!(e.chain[1].evidence.total, 2);
+    }
+
+    /// catalogue answers 503 in 5 ms while its resolver walks the search
+    /// domains for catalogue-db (A and AAAA each, all NXDOMAIN); frontend
+    /// passes the 503s on. 30 failing requests, one look-up each.
+    fn dns_outage(dir: &std::path::Path) -> std::path::PathBuf {
+        use crate::testutil::{Calls, ep};
+        let load = ep("10.0.0.9", 40000, "loadgen", false);
+        let front = ep("10.0.0.1", 8080, "frontend", false);
+        let cat = ep("10.0.0.3", 8080, "catalogue", false);
+        let db = ep("10.0.0.4", 5432, "catalogue-db", false);
+        let dns = ep("10.0.0.53", 53, "kube-dns", false);
+        let walk = [
+            "catalogue-db.shop.svc.cluster.local",
+            "catalogue-db.svc.cluster.local",
+            "catalogue-db.cluster.local",
+            "catalogue-db",
+        ];
+        let mut c = Calls::default();
+        for i in 0..60i64 {
+            let t = i * 200;
+            let broken = i >= 30;
+            c.http(
+                t,
+                8,
+                &load,
+                &front,
+                "GET",
+                "/api/v1/products",
+                if broken { 503 } else { 200 },
+            );
+            c.http(
+                t + 1,
+                6,
+                &front,
+                &cat,
+                "GET",
+                "/products",
+                if broken { 503 } else { 200 },
+            );
+            // The look-up, inside catalogue's call.
+            let mut at = (t + 1) * 1000 + 200;
+            for (k, name) in walk.iter().enumerate() {
+                let rcode = if broken { 3 } else { 0 };
+                c.dns_q(at, &cat, &dns, name, "A", rcode);
+                c.dns_q(at + 20, &cat, &dns, name, "AAAA", rcode);
+                at += 400;
+                if !broken && k == 0 {
+                    break;
+                }
+            }
+            if !broken {
+                c.http(t + 4, 2, &cat, &db, "SELECT", "", 200);
+            }
+        }
+        c.index(dir)
+    }
+
+    #[test]
+    fn a_failing_name_look_up_is_the_root_cause() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = dns_outage(tmp.path());
+        let e = explain_errors(
+            &dir,
+            &ExplainQuery {
+                kfl: "status_code == 503".into(),
+                limit: None,
+            },
+        )
+        .unwrap();
+        let names: Vec<(&str, &str)> = e
+            .chain
+            .iter()
+            .map(|l| (l.service.as_str(), l.role.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("frontend", "failing"),
+                ("catalogue", "waits on"),
+                ("kube-dns", "root cause")
+            ],
+            "{:#?}",
+            e.chain
+        );
+        let root = &e.chain[2];
+        assert_eq!(root.endpoint, "DNS catalogue-db.shop.svc.cluster.local");
+        assert!(
+            root.detail.contains("NXDOMAIN") && root.detail.contains("30 look-ups (240 queries)"),
+            "{}",
+            root.detail
+        );
+        // The evidence selects exactly the failed queries.
+        assert_eq!(root.evidence.total, 240);
+        let page = trawl_index::kfl::query(
+            &dir,
+            &root.evidence.kfl,
+            &trawl_index::kfl::QueryOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(page.total_matching, 240, "{}", root.evidence.kfl);
+        // The first failed look-up precedes the first failing answer.
+        let kinds: Vec<&str> = e.timeline.iter().map(|t| t.kind.as_str()).collect();
+        let dns = kinds.iter().position(|k| *k == "dns_failure");
+        let failing = kinds.iter().position(|k| *k == "failing_call");
+        assert!(dns.is_some() && dns < failing, "{:#?}", e.timeline);
+        assert!(
+            e.summary.contains("DNS") && e.summary.contains("catalogue-db"),
+            "{}",
+            e.summary
+        );
     }
 
     #[test]

@@ -321,8 +321,10 @@ pub struct Finding {
 /// - `pool_exhaustion`: fast 5xx (far below the endpoint's usual latency)
 ///   beside slow failures — `fast_failures`, `fast_p50_us`,
 ///   `usual_p50_us`, `slow_failures`;
-/// - `dns_failures`: NXDOMAIN, SERVFAIL or unanswered queries per name —
-///   `count`, `rcode`.
+/// - `dns_failures`: failed look-ups (a client's A/AAAA queries and
+///   search-domain walk for one name, grouped) per name and failure
+///   (NXDOMAIN, SERVFAIL, `no answer`) — `count` (look-ups), `queries`,
+///   `rcode`, `name`.
 pub const KINDS: &[&str] = &[
     "error_burst",
     "latency_shift",
@@ -382,7 +384,7 @@ pub struct ChainLink {
 pub struct TimelineEvent {
     pub time: String,
     /// `latency_shift`, `timeout`, `failing_call`, `pool_exhaustion`,
-    /// `resets`.
+    /// `resets`, `dns_failure`.
     pub kind: String,
     pub event: String,
     pub evidence: Evidence,
@@ -472,12 +474,25 @@ pub(crate) mod testutil {
         }
 
         pub fn dns(&mut self, at_ms: i64, src: &Endpoint, dst: &Endpoint, name: &str, rcode: i32) {
+            self.dns_q(at_ms * 1000, src, dst, name, "A", rcode);
+        }
+
+        /// A DNS query of type `qtype` at `at_us` µs, answered in 300 µs.
+        pub fn dns_q(
+            &mut self,
+            at_us: i64,
+            src: &Endpoint,
+            dst: &Endpoint,
+            name: &str,
+            qtype: &str,
+            rcode: i32,
+        ) {
             let n = self.calls.len() as u64;
             self.calls.push(Call {
                 id: format!("t/{n}/0"),
                 node: "t".into(),
                 conn_id: n,
-                timestamp: T0 + at_ms * MS,
+                timestamp: T0 + at_us * 1000,
                 elapsed_time: 300,
                 protocol: Some(Protocol::Dns),
                 src: src.clone(),
@@ -488,7 +503,7 @@ pub(crate) mod testutil {
                 has_request: true,
                 has_response: true,
                 dns_questions: vec![name.into()],
-                dns_question_types: vec!["A".into()],
+                dns_question_types: vec![qtype.into()],
                 dns_request: true,
                 dns_response: true,
                 ..Call::default()

@@ -82,7 +82,9 @@ pub trait Backend: Send + Sync + 'static {
         limit: usize,
         cursor: Option<String>,
     ) -> impl Future<Output = BackendResult> + Send;
-    /// `POST /api/v1/snapshots`; answers the manifest.
+    /// `POST /api/v1/snapshots`; answers the manifest at once, usually
+    /// with status `creating` and `progress` (creation is a job: poll
+    /// [`Backend::get_snapshot`]).
     fn create_snapshot(&self, req: SnapshotWindow) -> impl Future<Output = BackendResult> + Send;
     /// `GET /api/v1/snapshots/{id}`.
     fn get_snapshot(&self, id: String) -> impl Future<Output = BackendResult> + Send;

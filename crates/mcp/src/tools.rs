@@ -204,7 +204,7 @@ pub static TOOLS: &[ToolDef] = &[
     def(
         "create_snapshot",
         "Create snapshot",
-        "Copy a time window of raw packets into a new immutable snapshot, from every node or some. Give last (\"15m\", \"1h\") or from/to (RFC 3339). Sends progress while copying. Next: start_snapshot_dissection on the returned id.",
+        "Copy a time window of raw packets into a new immutable snapshot, from every node or some. Give last (\"15m\", \"1h\") or from/to (RFC 3339). Waits while the packets are copied (up to 600 s), sending progress; if still creating, poll get_snapshot. Next: start_snapshot_dissection on the returned id.",
         (false, false, false),
         io::<CreateSnapshotArgs, SnapshotOut>(),
     ),
@@ -918,6 +918,9 @@ pub struct SnapshotInfo {
     pub nodes: Vec<String>,
     /// Dissection state: null (not started), running, done, failed.
     pub dissection: Option<String>,
+    /// While creating: fraction of the bytes copied, 0 to 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<f64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -940,6 +943,9 @@ impl SnapshotInfo {
                 .map(|a| a.iter().map(|n| s(n, "node").to_owned()).collect())
                 .unwrap_or_default(),
             dissection: m["dissection"].as_str().map(str::to_owned),
+            progress: m["progress"]["fraction"]
+                .as_f64()
+                .filter(|_| m["status"] == "creating"),
             warnings: m["warnings"]
                 .as_array()
                 .map(|a| {
@@ -1246,23 +1252,54 @@ async fn create_snapshot<B: Backend>(
         name: a.name,
         nodes: a.nodes,
     };
-    let v = p
-        .heartbeat(
-            "copying packets into the snapshot",
-            "snapshot written",
-            b.create_snapshot(req),
-        )
+    // Creation is a job: the answer comes at once with status "creating";
+    // the snapshot is polled, reporting the bytes copied, until it is
+    // ready or failed (or MAX_WAIT_SECS passed).
+    let mut v = b
+        .create_snapshot(req)
         .await
         .map_err(|e| ToolError::from_backend(e, None))?;
+    let id = s(&v, "id").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(MAX_WAIT_SECS);
+    loop {
+        let snap = SnapshotInfo::of(&v);
+        p.notify(
+            snap.progress.unwrap_or(0.0),
+            Some(1.0),
+            format!("snapshot {}: {}", snap.id, snap.status),
+        )
+        .await;
+        if snap.status != "creating" || Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+        v = b
+            .get_snapshot(id.clone())
+            .await
+            .map_err(|e| ToolError::from_backend(e, Some(&id)))?;
+    }
     let snap = SnapshotInfo::of(&v);
-    let summary = format!(
-        "Snapshot {} ({} packets, {} to {}). Next: start_snapshot_dissection with snapshot_id \"{}\".",
-        snap.id,
-        snap.packets,
-        snap.from.as_deref().unwrap_or("-"),
-        snap.to.as_deref().unwrap_or("-"),
-        snap.id
-    );
+    let summary = match snap.status.as_str() {
+        "creating" => format!(
+            "Snapshot {} is still being created ({:.0}% copied). Poll get_snapshot with snapshot_id \"{}\" until status is \"ready\".",
+            snap.id,
+            snap.progress.unwrap_or(0.0) * 100.0,
+            snap.id
+        ),
+        "failed" => format!(
+            "Snapshot {} failed: {}",
+            snap.id,
+            snap.error.as_deref().unwrap_or("no reason given")
+        ),
+        _ => format!(
+            "Snapshot {} ({} packets, {} to {}). Next: start_snapshot_dissection with snapshot_id \"{}\".",
+            snap.id,
+            snap.packets,
+            snap.from.as_deref().unwrap_or("-"),
+            snap.to.as_deref().unwrap_or("-"),
+            snap.id
+        ),
+    };
     ToolOutput::new(summary, &SnapshotOut { snapshot: snap })
 }
 

@@ -48,6 +48,7 @@ fn serve(data: &Path, token: Option<&str>) -> ServerHandle {
             token: token.map(str::to_owned),
             index_threads: 2,
             tools: trawl_mcp::ToolPolicy::default(),
+            workloads: None,
         },
         None,
     );

@@ -8,7 +8,11 @@
 //! `.creating-<id>` directory and renamed into place when complete, so a
 //! reader sees either nothing (or status `creating`) or a whole snapshot;
 //! its files are then made read-only. If creation fails, the directory is
-//! kept with status `failed` and the error, and no packet files.
+//! kept with status `failed` and the error, and no packet files. Creation
+//! is two steps for callers that run it as a job (the hub API):
+//! [`begin_snapshot`] claims the id (the caller's choice, or a new one) and
+//! writes the `creating` manifest, [`PendingSnapshot::fill`] copies the
+//! packets and reports progress per segment.
 //!
 //! Segments fully inside the window are copied whole (`copy_file_range`
 //! through `std::io::copy`); the ones cut by the window's edges are read
@@ -118,6 +122,16 @@ pub struct SnapshotRequest {
     pub created_ns: i64,
 }
 
+/// How far the creation of a snapshot is: the segments (and their bytes)
+/// the window covers, and how many of them are copied so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateProgress {
+    pub segments_done: u64,
+    pub segments_total: u64,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+}
+
 /// How to import a capture file.
 #[derive(Clone, Debug)]
 pub struct ImportRequest {
@@ -133,8 +147,14 @@ pub struct ImportRequest {
 pub enum SnapshotError {
     #[error("snapshot {0:?} not found; `trawl snapshot list` shows the ids")]
     NotFound(String),
-    #[error("invalid snapshot id {0:?}")]
+    #[error(
+        "invalid snapshot id {0:?}: 1 to 128 letters, digits, '.', '_' or '-', not starting with '.'"
+    )]
     BadId(String),
+    #[error("snapshot {0:?} exists already; choose another id or delete it first")]
+    Exists(String),
+    #[error("snapshot {0:?} is being created; delete it once it is ready or failed")]
+    Creating(String),
     #[error("{path}: {op}")]
     Io {
         path: PathBuf,
@@ -281,6 +301,7 @@ fn node_entry(node: &str, files: Vec<SnapshotFile>) -> SnapshotNode {
 }
 
 /// A snapshot directory being built.
+#[derive(Debug)]
 struct Builder {
     tmp: PathBuf,
     dir: PathBuf,
@@ -294,17 +315,36 @@ impl Builder {
         window: Window,
         created_ns: i64,
         source: String,
+        chosen: Option<&str>,
     ) -> Result<Self, SnapshotError> {
+        if let Some(id) = chosen {
+            check_id(id)?;
+        }
         let root = snapshots_dir(data_dir);
         fs::create_dir_all(&root).map_err(io_err(&root, "create directory"))?;
-        // A collision needs the same millisecond and 24 random bits; retry
-        // rather than overwrite.
-        let mut id = new_snapshot_id(created_ns);
+        // A collision of generated ids needs the same millisecond and 24
+        // random bits; retry rather than overwrite. A chosen id that is
+        // taken is the caller's conflict.
+        let mut id = chosen.map_or_else(|| new_snapshot_id(created_ns), str::to_owned);
         let mut tries = 0;
         loop {
             let dir = root.join(&id);
             let tmp = root.join(format!("{CREATING_PREFIX}{id}"));
-            if !dir.exists() && fs::create_dir(&tmp).is_ok() {
+            // `create_dir` is the atomic claim: of two creators of one id,
+            // one gets it.
+            let claimed = if dir.exists() {
+                false
+            } else {
+                match fs::create_dir(&tmp) {
+                    Ok(()) => true,
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+                    Err(e) => return Err(io_err(&tmp, "create snapshot directory")(e)),
+                }
+            };
+            if !claimed && chosen.is_some() {
+                return Err(SnapshotError::Exists(id));
+            }
+            if claimed {
                 let manifest = SnapshotManifest {
                     format: MANIFEST_FORMAT,
                     id,
@@ -438,10 +478,24 @@ fn copy_whole(seg: &SegmentInfo, dest: &Path) -> Result<(), SnapshotError> {
     out.sync_all().map_err(io_err(dest, "sync snapshot file"))
 }
 
+/// Bytes of `seg` a snapshot of `window` copies: all of it when it lies
+/// inside, else the time index's byte range.
+fn bytes_to_copy(seg: &SegmentInfo, window: Window) -> u64 {
+    if seg.min_ts >= window.from_ns && seg.max_ts < window.to_ns {
+        seg.bytes
+    } else {
+        let (start, end) = seg
+            .index
+            .byte_range(window.from_ns, window.to_ns, seg.bytes);
+        end.saturating_sub(start)
+    }
+}
+
 fn snapshot_node(
     b: &mut Builder,
     src: &NodeSource,
     window: Window,
+    copied: &mut dyn FnMut(u64),
 ) -> Result<SnapshotNode, SnapshotError> {
     let rel = b.node_dir(&src.node)?;
     let mut files = Vec::new();
@@ -486,6 +540,7 @@ fn snapshot_node(
             }
             Err(e) => return Err(e),
         }
+        copied(bytes_to_copy(seg, window));
     }
     files.sort_by_key(|f| (f.min_ts, f.path.clone()));
     Ok(node_entry(&src.node, files))
@@ -493,36 +548,125 @@ fn snapshot_node(
 
 /// Creates a snapshot of `window` from the raw stores of `sources` (one per
 /// node: [`crate::RawStore::source`] or [`crate::read_node_dir`]): every
-/// packet with `from <= ts < to`, and no other.
+/// packet with `from <= ts < to`, and no other. [`begin_snapshot`] and
+/// [`PendingSnapshot::fill`] in one go, with a generated id.
 pub fn create_snapshot(
     data_dir: &Path,
     sources: &[NodeSource],
     req: &SnapshotRequest,
 ) -> Result<Snapshot, SnapshotError> {
+    check_distinct(sources)?;
+    begin_snapshot(data_dir, req, None)?.fill(sources, &mut |_| {})
+}
+
+fn check_distinct(sources: &[NodeSource]) -> Result<(), SnapshotError> {
     for (i, s) in sources.iter().enumerate() {
         if sources.iter().skip(i + 1).any(|t| t.node == s.node) {
             return Err(SnapshotError::DuplicateNode(s.node.clone()));
         }
     }
-    let mut b = Builder::start(
+    Ok(())
+}
+
+/// A snapshot whose id is claimed and whose manifest (status `creating`)
+/// is on disk, so that [`get_snapshot`] and [`list_snapshots`] show it,
+/// but whose packets are not copied yet: [`PendingSnapshot::fill`] copies
+/// them (the API does that on a thread of its own, as a job). Dropped
+/// without `fill`, it is kept as `failed`.
+#[derive(Debug)]
+pub struct PendingSnapshot {
+    b: Option<Builder>,
+}
+
+/// Claims a snapshot id and writes its `creating` manifest. `id` is the
+/// caller's choice (a cluster hub gives every worker its own, so that one
+/// id names the snapshot everywhere), checked like every id and refused
+/// with [`SnapshotError::Exists`] when taken; `None` generates one
+/// ([`new_snapshot_id`]).
+pub fn begin_snapshot(
+    data_dir: &Path,
+    req: &SnapshotRequest,
+    id: Option<&str>,
+) -> Result<PendingSnapshot, SnapshotError> {
+    let b = Builder::start(
         data_dir,
         &req.name,
         req.window,
         req.created_ns,
         "raw".into(),
+        id,
     )?;
-    let mut nodes = Vec::with_capacity(sources.len());
-    for src in sources {
-        match snapshot_node(&mut b, src, req.window) {
-            Ok(n) => nodes.push(n),
-            Err(e) => {
-                b.fail(&e);
-                return Err(e);
+    Ok(PendingSnapshot { b: Some(b) })
+}
+
+impl PendingSnapshot {
+    /// The manifest as written: id, name, window, status `creating`.
+    pub fn manifest(&self) -> Option<&SnapshotManifest> {
+        self.b.as_ref().map(|b| &b.manifest)
+    }
+
+    /// Copies the packets of the window from `sources` (distinct nodes),
+    /// calling `progress` after each segment; on success the snapshot is
+    /// `ready` under its id, on error it is kept `failed` with the error.
+    pub fn fill(
+        mut self,
+        sources: &[NodeSource],
+        progress: &mut dyn FnMut(CreateProgress),
+    ) -> Result<Snapshot, SnapshotError> {
+        let Some(mut b) = self.b.take() else {
+            return Err(SnapshotError::Manifest {
+                path: PathBuf::new(),
+                msg: "snapshot already filled".into(),
+            });
+        };
+        if let Err(e) = check_distinct(sources) {
+            b.fail(&e);
+            return Err(e);
+        }
+        let window = b.manifest.window;
+        let covered = || {
+            sources.iter().flat_map(|s| {
+                s.segments
+                    .iter()
+                    .filter(move |g| g.overlaps(window.from_ns, window.to_ns))
+            })
+        };
+        let mut p = CreateProgress {
+            segments_total: covered().count() as u64,
+            bytes_total: covered().map(|g| bytes_to_copy(g, window)).sum(),
+            ..CreateProgress::default()
+        };
+        progress(p);
+        let mut nodes = Vec::with_capacity(sources.len());
+        for src in sources {
+            let mut copied = |bytes: u64| {
+                p.segments_done += 1;
+                p.bytes_done += bytes;
+                progress(p);
+            };
+            match snapshot_node(&mut b, src, window, &mut copied) {
+                Ok(n) => nodes.push(n),
+                Err(e) => {
+                    b.fail(&e);
+                    return Err(e);
+                }
             }
         }
+        tracing::info!(id = %b.manifest.id, packets = nodes.iter().map(|n| n.packets).sum::<u64>(), "Snapshot created.");
+        b.finish(nodes)
     }
-    tracing::info!(id = %b.manifest.id, packets = nodes.iter().map(|n| n.packets).sum::<u64>(), "Snapshot created.");
-    b.finish(nodes)
+}
+
+impl Drop for PendingSnapshot {
+    fn drop(&mut self) {
+        if let Some(b) = self.b.take() {
+            let path = b.tmp.clone();
+            b.fail(&SnapshotError::Manifest {
+                path,
+                msg: "creation was abandoned before any packet was copied".into(),
+            });
+        }
+    }
 }
 
 /// Imports a capture file (pcap or pcapng) as a snapshot whose window is the
@@ -553,6 +697,7 @@ pub fn import_pcap(
         placeholder,
         req.created_ns,
         format!("import:{display}"),
+        None,
     )?;
     let res = (|| -> Result<Vec<SnapshotFile>, SnapshotError> {
         let rel = b.node_dir(&req.node)?;
@@ -681,14 +826,30 @@ pub fn list_snapshots(data_dir: &Path) -> Result<Vec<SnapshotManifest>, Snapshot
 }
 
 /// One snapshot by id.
+/// One being created is found in its hidden directory, with status
+/// `creating` (its `dir` is that directory, and moves when it is ready).
 pub fn get_snapshot(data_dir: &Path, id: &str) -> Result<Snapshot, SnapshotError> {
     check_id(id)?;
-    let dir = snapshots_dir(data_dir).join(id);
-    if !dir.join(MANIFEST).is_file() {
-        return Err(SnapshotError::NotFound(id.to_string()));
+    let root = snapshots_dir(data_dir);
+    let dir = root.join(id);
+    let creating = root.join(format!("{CREATING_PREFIX}{id}"));
+    // Checked twice: the hidden directory may be renamed into place
+    // between the first look and the second.
+    for _ in 0..2 {
+        if dir.join(MANIFEST).is_file() {
+            let manifest = read_manifest(&dir)?;
+            return Ok(Snapshot { dir, manifest });
+        }
+        if creating.join(MANIFEST).is_file()
+            && let Ok(manifest) = read_manifest(&creating)
+        {
+            return Ok(Snapshot {
+                dir: creating,
+                manifest,
+            });
+        }
     }
-    let manifest = read_manifest(&dir)?;
-    Ok(Snapshot { dir, manifest })
+    Err(SnapshotError::NotFound(id.to_string()))
 }
 
 /// Deletes a snapshot (its files are read-only; the directory is not).
@@ -696,6 +857,12 @@ pub fn delete_snapshot(data_dir: &Path, id: &str) -> Result<(), SnapshotError> {
     check_id(id)?;
     let dir = snapshots_dir(data_dir).join(id);
     if !dir.is_dir() {
+        if snapshots_dir(data_dir)
+            .join(format!("{CREATING_PREFIX}{id}"))
+            .is_dir()
+        {
+            return Err(SnapshotError::Creating(id.to_string()));
+        }
         return Err(SnapshotError::NotFound(id.to_string()));
     }
     // Rename first so that a reader never sees a half-deleted snapshot.
@@ -795,6 +962,64 @@ mod tests {
             // Read back from disk, the manifest is the same.
             assert_eq!(get_snapshot(tmp.path(), &m.id).unwrap().manifest, *m);
         }
+    }
+
+    #[test]
+    fn a_chosen_id_is_shown_creating_then_ready_with_progress_and_is_taken_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        jittery_store(tmp.path(), "n1");
+        let src = read_node_dir(tmp.path(), "n1").unwrap();
+        let req = SnapshotRequest {
+            name: "chosen".into(),
+            window: Window {
+                from_ns: T0 + 1234 * MS,
+                to_ns: T0 + 3210 * MS,
+            },
+            created_ns: T0,
+        };
+        let pending = begin_snapshot(tmp.path(), &req, Some("hub-id_1.x")).unwrap();
+        // Before any packet is copied, the id is claimed and shown creating.
+        let seen = get_snapshot(tmp.path(), "hub-id_1.x").unwrap();
+        assert_eq!(seen.manifest.status, SnapshotStatus::Creating);
+        assert!(matches!(
+            delete_snapshot(tmp.path(), "hub-id_1.x"),
+            Err(SnapshotError::Creating(_))
+        ));
+        assert!(matches!(
+            begin_snapshot(tmp.path(), &req, Some("hub-id_1.x")),
+            Err(SnapshotError::Exists(_))
+        ));
+        let mut steps = Vec::new();
+        let snap = pending
+            .fill(std::slice::from_ref(&src), &mut |p| steps.push(p))
+            .unwrap();
+        assert_eq!(snap.manifest.id, "hub-id_1.x");
+        assert_eq!(snap.manifest.status, SnapshotStatus::Ready);
+        let last = *steps.last().unwrap();
+        assert!(last.segments_total > 1, "{last:?}");
+        assert_eq!(last.segments_done, last.segments_total);
+        assert_eq!(last.bytes_done, last.bytes_total);
+        assert!(steps.windows(2).all(|w| w[0].bytes_done <= w[1].bytes_done));
+        assert_eq!(steps.len() as u64, last.segments_total + 1);
+        // Ready, the id is still taken; bad ids are refused before disk.
+        assert!(matches!(
+            begin_snapshot(tmp.path(), &req, Some("hub-id_1.x")),
+            Err(SnapshotError::Exists(_))
+        ));
+        for bad in ["", ".hidden", "a/b", "..", &"x".repeat(129)] {
+            assert!(
+                matches!(
+                    begin_snapshot(tmp.path(), &req, Some(bad)),
+                    Err(SnapshotError::BadId(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        // Abandoned before filling: kept as failed, with the reason.
+        drop(begin_snapshot(tmp.path(), &req, Some("abandoned")).unwrap());
+        let m = get_snapshot(tmp.path(), "abandoned").unwrap().manifest;
+        assert_eq!(m.status, SnapshotStatus::Failed);
+        assert!(m.error.unwrap().contains("abandoned"));
     }
 
     #[test]
