@@ -36,6 +36,8 @@
 #              of index IDX (bench/replicate-index.py, needs pyarrow)
 #              instead of running gen_index
 #   BY         stats group fields, the "endpoint"  (dst.service.name,method)
+#   FIELDS     the fields (a) and (b) return       (DuckDB's 9 columns;
+#              empty for every field)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -82,9 +84,14 @@ INDEX_BYTES="$(du -sb "$IDX" | cut -f1)"
 QA='dst.service.name == "payments" && method == "POST" && status_code == 503 && path == "/api/v1/checkout"'
 QB='http && status_code < 500'
 QC='http'
+# The columns DuckDB's (a) and (b) return, so that both sides fetch the
+# same 9 columns of the 100 rows (without --fields, jsonl is every one of
+# ~200 columns). FIELDS= (empty) measures trawl with every column.
+FIELDS="${FIELDS-timestamp,protocol,src.ip,dst.ip,method,path,status_code,elapsed_time,id}"
+FIELDS_ARG="${FIELDS:+ --fields $FIELDS}"
 declare -A CMD=(
-    [a]="$TRAWL query $IDX '$QA' --limit 100 --format jsonl"
-    [b]="$TRAWL query $IDX '$QB' --limit 100 --sort timestamp --format jsonl"
+    [a]="$TRAWL query $IDX '$QA' --limit 100 --format jsonl$FIELDS_ARG"
+    [b]="$TRAWL query $IDX '$QB' --limit 100 --sort timestamp --format jsonl$FIELDS_ARG"
     [c]="$TRAWL stats $IDX '$QC' --by $BY --limit 1000 --format jsonl"
 )
 for q in a b c; do
@@ -145,16 +152,17 @@ REV="$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)"
 CPU_MODEL="$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null || echo unknown)"
 LOAD="$LOAD_START → $(cut -d' ' -f1-3 /proc/loadavg)"
 BLOCK="$(python3 - "$BENCH_DIR" "$CALLS" "$RUNS" "$REV" "$CPU_MODEL" "$(nproc)" "$INDEX_BYTES" "$SUMMARY" "$PACKETS" \
-    "$QA" "$QB" "$QC" "$LOAD" "$BY" "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["source"])' "$IDX/manifest.json")" <<'PY'
+    "$QA" "$QB" "$QC" "$LOAD" "$BY" "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["source"])' "$IDX/manifest.json")" "$FIELDS" <<'PY'
 import datetime, json, os, sys
-(d, calls, runs, rev, cpu, cores, index_bytes, summary, gen_packets, qa, qb, qc, load, by, source) = sys.argv[1:]
+(d, calls, runs, rev, cpu, cores, index_bytes, summary, gen_packets, qa, qb, qc, load, by, source, fields) = sys.argv[1:]
+fields = f" --fields {fields}" if fields else ""
 duck = json.load(open(os.path.join(d, "query-duckdb.json")))
 def median(name):
     return json.load(open(os.path.join(d, name)))["results"][0]["median"]
 goals = {"a": 0.100, "b": 0.100, "c": 0.500}
 what = {
-    "a": f"(a) selective: `trawl query IDX '{qa}' --limit 100`",
-    "b": f"(b) broad, 100 by time: `trawl query IDX '{qb}' --limit 100 --sort timestamp`",
+    "a": f"(a) selective: `trawl query IDX '{qa}' --limit 100{fields}`",
+    "b": f"(b) broad, 100 by time: `trawl query IDX '{qb}' --limit 100 --sort timestamp{fields}`",
     "c": f"(c) stats by endpoint: `trawl stats IDX '{qc}' --by {by}` (p50/p95/p99/max)",
 }
 rows = []

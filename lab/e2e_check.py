@@ -162,8 +162,14 @@ def share_check(found, truth, service, method, path, status):
     recs = [r for r in truth.by(service, "server", path=path, method=method) if r["end_ns"] <= truth.end_ns]
     t = truth.share(recs, status)
     g = found.stats_group(method, path)
-    check(g is not None and g["count"] == len(recs),
-          f"get_api_stats counts {g and g['count']} {method} {path} calls on {service}, the lab served {len(recs)}")
+    # Equal, except for requests the wire carried that the service never
+    # read: a keep-alive connection closed by the server as the client
+    # sent on it (the client resends on a new one). trawl sees those as
+    # calls without a response; the service has no record of them.
+    unanswered = (g or {}).get("no_response", 0)
+    check(g is not None and len(recs) <= g["count"] <= len(recs) + unanswered,
+          f"get_api_stats counts {g and g['count']} {method} {path} calls on {service} "
+          f"({unanswered} without a response), the lab served {len(recs)}")
     t5 = sum(1 for r in recs if (r.get("response_status") or 0) >= 500) / len(recs) if recs else 0.0
     got5 = (g.get("http_classes") or {}).get("5xx", 0) / g["count"] if g["count"] else 0.0
     check(abs(got5 - t5) * 100 <= SHARE_PP,
@@ -339,7 +345,9 @@ def check_slow_database(found, truth):
     shifts = found.find("latency_shift", server="catalogue-db")
     up = [f for f in shifts if f["metrics"].get("after_p50_us", 0) > f["metrics"].get("before_p50_us", 0)]
     check(up, "a latency shift up on catalogue-db")
-    s = up[0]["metrics"]
+    # The catalogue query's shift: the largest level after, when several
+    # of catalogue-db's statements (or its start-up exchange) moved.
+    s = max(up, key=lambda f: f["metrics"].get("after_p50_us", 0))["metrics"]
     check(secs(ns_of(s["at"]), fault["ts_ns"]) <= NEAR_S,
           f"catalogue-db p50 {s['before_p50_us']} µs → {s['after_p50_us']} µs at {s['at']}, "
           f"{(ns_of(s['at']) - fault['ts_ns']) / 1e9:+.1f} s from the fault")

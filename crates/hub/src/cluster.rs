@@ -1791,12 +1791,9 @@ async fn stats(
     let mut merged: Option<StatsResult> = None;
     for (p, v) in answers {
         let r = match serde_json::from_value::<StatsResult>(v["mergeable"].clone()) {
-            Ok(mut r) => {
-                // A deserialised histogram has a fixed range; adding one
-                // with larger values needs it to grow, as new ones do.
-                for g in &mut r.groups {
-                    g.latency_us.auto(true);
-                }
+            Ok(r) => {
+                // Deserialised histograms resize as they merge
+                // (stats::histogram_b64).
                 r
             }
             Err(e) => {
@@ -1898,11 +1895,7 @@ async fn flow_stats(
     };
     for (p, v) in answers {
         match serde_json::from_value::<FlowStatsResult>(v["mergeable"].clone()) {
-            Ok(mut r) => {
-                for g in &mut r.groups {
-                    g.handshake_rtt_us.auto(true);
-                    g.data_rtt_us.auto(true);
-                }
+            Ok(r) => {
                 merged
                     .merge(&r)
                     .map_err(|e| ApiError::internal(e.to_string()))?;

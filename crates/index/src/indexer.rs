@@ -43,10 +43,11 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use trawl_dissect::{ConnIdSpace, Pipeline, PipelineConfig, PipelineStats};
 use trawl_identity::{DnsLearner, Resolver, Workloads};
-use trawl_model::Call;
+use trawl_model::{Call, Protocol};
 use trawl_packet::{CaptureReader, LinkType, RawPacket, decode};
 
 use crate::IndexError;
@@ -75,6 +76,23 @@ pub const ROWS_PER_FILE: usize = 1024 * 1024;
 /// data and for DataFusion to scan row groups in parallel, small enough
 /// that a writer's buffered row group stays a few tens of MB.
 pub const ROW_GROUP_ROWS: usize = 64 * 1024;
+
+/// Columns of the calls table that keep Parquet statistics (min/max per
+/// row group and per page, the page index), besides the protocol flags:
+/// the time (calls are written in roughly time order, so a time range
+/// reads a few row groups), the numbers filters compare, and the
+/// low-cardinality strings a filter names exactly. Every other column has
+/// none; see [`PartWriter::new`].
+pub const CALLS_STATS_COLUMNS: &[&str] = &[
+    "timestamp",
+    "conn_id",
+    "elapsed_time",
+    "status_code",
+    "protocol",
+    "method",
+    "has_request",
+    "has_response",
+];
 
 /// Packets between progress reports.
 const PROGRESS_EVERY: u64 = 64 * 1024;
@@ -252,11 +270,27 @@ struct OpenPart {
 
 impl PartWriter {
     fn new(index_dir: &Path, table: &'static str, shard: usize, schema: SchemaRef) -> Self {
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .set_created_by(format!("trawl {}", env!("CARGO_PKG_VERSION")))
-            .build();
+            .set_created_by(format!("trawl {}", env!("CARGO_PKG_VERSION")));
+        if table == "calls" {
+            // Statistics only where they prune. Min/max of every string
+            // column (a comparison per value) were the largest single cost
+            // of writing the calls table, for ~200 columns most of which
+            // are empty for any one call's protocol and that queries
+            // never prune by (bench/RESULTS.md, query).
+            props = props.set_statistics_enabled(EnabledStatistics::None);
+            for col in CALLS_STATS_COLUMNS
+                .iter()
+                .copied()
+                .chain(Protocol::ALL.iter().map(|p| p.as_str()))
+            {
+                props = props
+                    .set_column_statistics_enabled(ColumnPath::from(col), EnabledStatistics::Page);
+            }
+        }
+        let props = props.build();
         PartWriter {
             index_dir: index_dir.to_owned(),
             table,

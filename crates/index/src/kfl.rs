@@ -674,17 +674,54 @@ pub fn query(dir: &Path, kfl: &str, opts: &QueryOptions) -> Result<CallPage, Kfl
         .map(|f| column(f.column).alias(f.name))
         .collect();
 
+    // The columns the page is sorted by, plus `timestamp` (to narrow the
+    // second pass to the row groups that hold the page) and `id`.
+    let mut key_cols: Vec<&str> = Vec::new();
+    for e in &sort {
+        if let Expr::Column(c) = &e.expr
+            && !key_cols.contains(&c.name.as_str())
+        {
+            key_cols.push(c.name.as_str());
+        }
+    }
+    if !key_cols.contains(&"timestamp") {
+        key_cols.push("timestamp");
+    }
+    let keys_select: Vec<Expr> = key_cols.iter().map(|c| column(c)).collect();
+
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_name("trawl-query")
         .build()
         .map_err(IndexError::io(dir))?;
     runtime.block_on(async {
         let ctx = session(dir).await?;
-        let df = ctx.table("calls").await?.filter(predicate)?;
-        let total = df.clone().count().await?;
-        let page = df
+        let matching = ctx.table("calls").await?.filter(predicate.clone())?;
+        // Late materialisation in two steps. First, the page's sort keys
+        // and ids (TopK over a few narrow columns, whose dynamic filter
+        // prunes row groups by their statistics once the page is full),
+        // and, at the same time, the total. Sorting whole rows instead
+        // decoded every column of every row group the TopK looked at, and
+        // most of a query's time went to faulting in and zeroing those
+        // buffers (bench/RESULTS.md, query).
+        let keys = matching
+            .clone()
+            .select(keys_select)?
+            .sort(sort.clone())?
+            .limit(offset, Some(opts.limit))?;
+        let (total, keys) = tokio::try_join!(matching.count(), keys.collect())?;
+        // Then the page's rows, found by id within the time range the
+        // page spans (so row-group and page statistics on `timestamp`
+        // skip the rest of the index), sorted again.
+        let page_filter = page_filter(&keys)?;
+        let page = ctx
+            .table("calls")
+            .await?
+            .filter(match page_filter {
+                Some(f) => predicate.and(f),
+                None => lit(false),
+            })?
             .sort(sort)?
-            .limit(offset, Some(opts.limit))?
+            .limit(0, Some(opts.limit))?
             .select(select)?;
         let schema: SchemaRef = Arc::new(page.schema().as_arrow().clone());
         let batches = page.collect().await?;
@@ -699,6 +736,59 @@ pub fn query(dir: &Path, kfl: &str, opts: &QueryOptions) -> Result<CallPage, Kfl
             next_cursor,
         })
     })
+}
+
+/// The filter that finds the rows of `keys` (batches with `id` and
+/// `timestamp` columns) again: `id IN (…)` within their time range;
+/// `None` when `keys` has no rows.
+fn page_filter(keys: &[RecordBatch]) -> Result<Option<Expr>, KflQueryError> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{DataType, TimestampNanosecondType};
+    let mut ids: Vec<Expr> = Vec::new();
+    let mut range: Option<(i64, i64)> = None;
+    let mut null_ts = false;
+    for b in keys {
+        let (Some(id), Some(ts)) = (b.column_by_name("id"), b.column_by_name("timestamp")) else {
+            return Err(
+                IndexError::InvalidOption("query: page keys lack id or timestamp".into()).into(),
+            );
+        };
+        let id = arrow::compute::cast(id, &DataType::Utf8).map_err(IndexError::from)?;
+        let id = id.as_string::<i32>();
+        let ts = ts
+            .as_primitive_opt::<TimestampNanosecondType>()
+            .ok_or_else(|| {
+                IndexError::InvalidOption("query: timestamp is not in nanoseconds".into())
+            })?;
+        for row in 0..b.num_rows() {
+            if id.is_null(row) {
+                continue;
+            }
+            ids.push(lit(id.value(row)));
+            if ts.is_null(row) {
+                null_ts = true;
+            } else {
+                let t = ts.value(row);
+                range = Some(range.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))));
+            }
+        }
+    }
+    if ids.is_empty() {
+        return Ok(None);
+    }
+    let by_id = column("id").in_list(ids, false);
+    Ok(Some(match range {
+        Some((lo, hi)) if !null_ts => {
+            let at = |t: i64| {
+                lit(ScalarValue::TimestampNanosecond(
+                    Some(t),
+                    Some("UTC".into()),
+                ))
+            };
+            column("timestamp").between(at(lo), at(hi)).and(by_id)
+        }
+        _ => by_id,
+    }))
 }
 
 #[cfg(test)]

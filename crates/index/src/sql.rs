@@ -13,6 +13,7 @@ use std::path::Path;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use datafusion::execution::context::SQLOptions;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
 
 use crate::IndexError;
@@ -32,6 +33,11 @@ impl QueryResult {
     }
 }
 
+/// Most bytes of decoded Parquet footers and page indexes a session keeps
+/// (DataFusion's own default is 50 MB): enough for the metadata of ~100 M
+/// calls, so that the plans of one query parse each file's footer once.
+pub const METADATA_CACHE_BYTES: usize = 512 * 1024 * 1024;
+
 /// A DataFusion session with `calls` and `flows` registered over the
 /// index in `dir` (checked by its manifest first).
 pub async fn session(dir: &Path) -> Result<SessionContext, IndexError> {
@@ -46,7 +52,14 @@ pub async fn session(dir: &Path) -> Result<SessionContext, IndexError> {
     let parquet = &mut config.options_mut().execution.parquet;
     parquet.pushdown_filters = true;
     parquet.reorder_filters = true;
-    let ctx = SessionContext::new_with_config(config);
+    // A `trawl query` runs three plans over the same files (count, page
+    // keys, page rows); each reads every file's footer and page index,
+    // which for a 1 Mi-row part of ~200 columns decode to several MB, so
+    // DataFusion's default 50 MB cache held too few of a 10 M-call index.
+    let runtime = RuntimeEnvBuilder::new()
+        .with_metadata_cache_limit(METADATA_CACHE_BYTES)
+        .build_arc()?;
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
     for (table, schema) in [("calls", calls_schema()), ("flows", flows_schema())] {
         let path = dir.join(table);
         let url = format!("{}/", path.display());

@@ -253,11 +253,18 @@ pub fn stats(dir: &Path, kfl: &str, opts: &StatsOptions) -> Result<StatsResult, 
         .enumerate()
         .map(|(i, f)| cast(column(f.column), DataType::Utf8).alias(format!("g{i}")))
         .collect();
+    // The time only when there are buckets: it is the widest column
+    // stats reads (every value distinct), and without buckets unused.
+    if opts.interval_ns.is_some() {
+        select.push(cast(column("timestamp"), DataType::Int64).alias("ts"));
+    }
     select.extend([
-        cast(column("timestamp"), DataType::Int64).alias("ts"),
         column("elapsed_time"),
         column("status_code"),
-        column("protocol"),
+        // The protocol flags rather than `protocol`: booleans, not a string
+        // per row.
+        column("http"),
+        column("dns"),
         column("has_request"),
         column("has_response"),
     ]);
@@ -286,6 +293,7 @@ pub fn stats(dir: &Path, kfl: &str, opts: &StatsOptions) -> Result<StatsResult, 
                     while let Some(batch) = stream.next().await {
                         agg.add(&batch?, nkeys, interval_ns)?;
                     }
+                    agg.flush_latencies()?;
                     Ok::<_, KflQueryError>(agg)
                 })
             })
@@ -312,15 +320,34 @@ fn bad_column(name: &str) -> IndexError {
     IndexError::InvalidOption(format!("stats: unexpected type of column {name}"))
 }
 
+/// Latencies a group buffers before they go into its histogram. Recording
+/// straight into the histograms of many groups row by row missed the cache
+/// on nearly every row (a 3-digit histogram spans a few hundred KB, and
+/// tens of them do not fit); buffered, one group's values go in together
+/// while its histogram is in cache. 4096 values are 32 KB per group.
+const PENDING_LATENCIES: usize = 4096;
+
 /// Groups being aggregated. A row finds its group by its key encoded into
 /// a reused buffer (each key value length-prefixed, then the bucket), so
 /// only a new group allocates: millions of rows cost a hash and a lookup
 /// each.
 #[derive(Default)]
 struct Aggregator {
-    at: HashMap<Vec<u8>, usize>,
+    at: HashMap<Vec<u8>, usize, foldhash::fast::RandomState>,
     groups: Vec<GroupStats>,
+    /// Per group, latencies (µs) not yet in its histogram.
+    pending: Vec<Vec<u64>>,
     buf: Vec<u8>,
+}
+
+fn record_all(g: &mut GroupStats, values: &mut Vec<u64>) -> Result<(), IndexError> {
+    for &us in values.iter() {
+        g.latency_us.record(us).map_err(|e| {
+            IndexError::InvalidOption(format!("cannot record latency {us} µs: {e:?}"))
+        })?;
+    }
+    values.clear();
+    Ok(())
 }
 
 fn encode_key<'a>(buf: &mut Vec<u8>, key: impl Iterator<Item = &'a str>, bucket: Option<i64>) {
@@ -348,11 +375,20 @@ impl Aggregator {
         let i = self.groups.len();
         self.groups
             .push(GroupStats::new(key.map(str::to_string).collect(), bucket));
+        self.pending.push(Vec::new());
         self.at.insert(self.buf.clone(), i);
         i
     }
 
-    /// Adds another partition's groups.
+    /// Moves every buffered latency into its group's histogram.
+    fn flush_latencies(&mut self) -> Result<(), IndexError> {
+        for (g, p) in self.groups.iter_mut().zip(self.pending.iter_mut()) {
+            record_all(g, p)?;
+        }
+        Ok(())
+    }
+
+    /// Adds another partition's groups (whose latencies are flushed).
     fn merge(&mut self, other: Aggregator) -> Result<(), IndexError> {
         for g in other.groups {
             let i = self.group(g.key.iter().map(String::as_str), g.bucket_start_ns);
@@ -363,8 +399,9 @@ impl Aggregator {
         Ok(())
     }
 
-    /// Adds the rows of one batch (columns g0.., ts, elapsed_time,
-    /// status_code, protocol, has_request, has_response).
+    /// Adds the rows of one batch (columns g0.., ts when `interval_ns` is
+    /// set, elapsed_time, status_code, http, dns, has_request,
+    /// has_response).
     fn add(
         &mut self,
         b: &RecordBatch,
@@ -385,10 +422,17 @@ impl Aggregator {
                     .ok_or_else(|| bad_column(&name))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let ts = col("ts")?;
-        let ts = ts
-            .as_primitive_opt::<Int64Type>()
-            .ok_or_else(|| bad_column("ts"))?;
+        let ts = match interval_ns {
+            Some(_) => Some(col("ts")?),
+            None => None,
+        };
+        let ts = match &ts {
+            Some(ts) => Some(
+                ts.as_primitive_opt::<Int64Type>()
+                    .ok_or_else(|| bad_column("ts"))?,
+            ),
+            None => None,
+        };
         let elapsed = col("elapsed_time")?;
         let elapsed = elapsed
             .as_primitive_opt::<Int64Type>()
@@ -397,10 +441,10 @@ impl Aggregator {
         let status = status
             .as_primitive_opt::<Int64Type>()
             .ok_or_else(|| bad_column("status_code"))?;
-        let protocol = col("protocol")?;
-        let protocol = protocol
-            .as_string_opt::<i32>()
-            .ok_or_else(|| bad_column("protocol"))?;
+        let http = col("http")?;
+        let http = http.as_boolean_opt().ok_or_else(|| bad_column("http"))?;
+        let dns = col("dns")?;
+        let dns = dns.as_boolean_opt().ok_or_else(|| bad_column("dns"))?;
         let has_req = col("has_request")?;
         let has_req = has_req
             .as_boolean_opt()
@@ -413,7 +457,10 @@ impl Aggregator {
             let key = keys
                 .iter()
                 .map(|k| if k.is_null(row) { "" } else { k.value(row) });
-            let bucket = interval_ns.map(|i| ts.value(row).div_euclid(i).saturating_mul(i));
+            let bucket = match (interval_ns, ts) {
+                (Some(i), Some(ts)) => Some(ts.value(row).div_euclid(i).saturating_mul(i)),
+                _ => None,
+            };
             let i = self.group(key, bucket);
             let Some(g) = self.groups.get_mut(i) else {
                 continue;
@@ -425,31 +472,32 @@ impl Aggregator {
                 g.no_response += 1;
                 g.errors += 1;
             } else {
-                match protocol.value(row) {
-                    "http" => {
-                        if let Some(c) = usize::try_from(code / 100)
-                            .ok()
-                            .and_then(|c| c.checked_sub(1))
-                            .and_then(|c| g.http_classes.get_mut(c))
-                        {
-                            *c += 1;
-                        }
-                        if (500..600).contains(&code) {
-                            g.errors += 1;
-                        }
+                if http.value(row) {
+                    if let Some(c) = usize::try_from(code / 100)
+                        .ok()
+                        .and_then(|c| c.checked_sub(1))
+                        .and_then(|c| g.http_classes.get_mut(c))
+                    {
+                        *c += 1;
                     }
-                    "dns" if code == 0 => g.dns_ok += 1,
-                    "dns" => {
+                    if (500..600).contains(&code) {
+                        g.errors += 1;
+                    }
+                } else if dns.value(row) {
+                    if code == 0 {
+                        g.dns_ok += 1;
+                    } else {
                         g.dns_error += 1;
                         g.errors += 1;
                     }
-                    _ => {}
                 }
-                if has_req.value(row) {
-                    let us = u64::try_from(elapsed.value(row)).unwrap_or(0);
-                    g.latency_us.record(us).map_err(|e| {
-                        IndexError::InvalidOption(format!("cannot record latency {us} µs: {e:?}"))
-                    })?;
+                if has_req.value(row)
+                    && let Some(p) = self.pending.get_mut(i)
+                {
+                    p.push(u64::try_from(elapsed.value(row)).unwrap_or(0));
+                    if p.len() >= PENDING_LATENCIES {
+                        record_all(g, p)?;
+                    }
                 }
             }
         }
@@ -474,9 +522,14 @@ pub(crate) mod histogram_b64 {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(text)
             .map_err(serde::de::Error::custom)?;
-        Deserializer::new()
+        let mut h: Histogram<u64> = Deserializer::new()
             .deserialize(&mut bytes.as_slice())
-            .map_err(|e| serde::de::Error::custom(format!("bad latency histogram: {e:?}")))
+            .map_err(|e| serde::de::Error::custom(format!("bad latency histogram: {e:?}")))?;
+        // V2 does not carry auto-resize; without it, merging a histogram
+        // with a larger range into this one fails (another node's slower
+        // calls).
+        h.auto(true);
+        Ok(h)
     }
 }
 
@@ -544,5 +597,22 @@ mod tests {
             ..StatsResult::default()
         };
         assert!(a.merge(&other).is_err());
+
+        // A deserialised result (a node's answer at the hub) takes in a
+        // slower node's calls: its histogram grows instead of refusing.
+        let small = StatsResult {
+            by: vec!["path".into()],
+            interval_ns: None,
+            groups: vec![group("/a", &[10])],
+        };
+        let mut at_hub: StatsResult =
+            serde_json::from_str(&serde_json::to_string(&small).unwrap()).unwrap();
+        let slow = StatsResult {
+            by: vec!["path".into()],
+            interval_ns: None,
+            groups: vec![group("/a", &[3_600_000_000])],
+        };
+        at_hub.merge(&slow).unwrap();
+        assert_eq!(at_hub.groups[0].count, 2);
     }
 }

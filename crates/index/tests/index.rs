@@ -154,6 +154,33 @@ fn generated_capture_matches_ground_truth_and_the_pipeline() {
         assert_eq!(m.calls, truth.http_calls + truth.dns_calls);
         assert_eq!(m.capture_error, None);
 
+        // Statistics only where they prune (indexer::CALLS_STATS_COLUMNS
+        // and the protocol flags): the time has min/max, a header map none.
+        let part = std::fs::File::open(out.join(&m.calls_parts[0])).unwrap();
+        let meta = parquet::file::reader::FileReader::metadata(
+            &parquet::file::reader::SerializedFileReader::new(part).unwrap(),
+        )
+        .clone();
+        let rg = meta.row_group(0);
+        let stats_of = |prefix: &str| -> Vec<bool> {
+            rg.columns()
+                .iter()
+                .filter(|c| c.column_path().string().starts_with(prefix))
+                .map(|c| c.statistics().is_some())
+                .collect()
+        };
+        for col in ["timestamp", "status_code", "http"] {
+            let exact = rg
+                .columns()
+                .iter()
+                .find(|c| c.column_path().string() == col);
+            assert!(exact.unwrap().statistics().is_some(), "{col}");
+        }
+        for col in ["path", "request_headers."] {
+            let s = stats_of(col);
+            assert!(!s.is_empty() && s.iter().all(|&x| !x), "{col}: {s:?}");
+        }
+
         let by_protocol = counts(&sql(
             &out,
             "SELECT protocol, count(*) FROM calls GROUP BY protocol",
