@@ -59,6 +59,7 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
         overwrite: args.overwrite,
         workloads,
         learn_dns: !args.no_dns,
+        ..IndexOptions::default()
     };
     let bar = std::io::stderr().is_terminal().then(|| {
         let total = std::fs::metadata(&args.file).map_or(0, |m| m.len());

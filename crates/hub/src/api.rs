@@ -124,6 +124,11 @@ pub fn routes() -> Vec<Route> {
             "/api/v1/snapshots/{id}/dissection",
             get(dissection_status),
         ),
+        r(
+            "DELETE",
+            "/api/v1/snapshots/{id}/dissection",
+            delete(cancel_dissection),
+        ),
         r("GET", "/api/v1/snapshots/{id}/calls", get(list_calls)),
         r(
             "GET",
@@ -655,6 +660,18 @@ async fn dissection_status(
     let h = hub.clone();
     let st = blocking(move || h.jobs().status(&snap)).await?;
     Ok(Json(json!(st)))
+}
+
+/// Cancels a running dissection: 202 with its status (still `running`;
+/// it turns `cancelled` at the indexer's next check), 409 `not_running`
+/// when no job runs.
+async fn cancel_dissection(
+    State(hub): State<Hub>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let snap = snapshot_of(&hub, id).await?;
+    let st = hub.jobs().cancel(&snap)?;
+    Ok((StatusCode::ACCEPTED, Json(json!(st))))
 }
 
 /// The index directory of snapshot `id`, once dissected.

@@ -11,8 +11,8 @@
 //!   hub keeps a manifest (`<data>/cluster/snapshots/<id>.json`) naming the
 //!   parts and the nodes that failed, `creating` until every reachable part
 //!   is done (manifests of older hubs name each part's own id, still read);
-//! - dissection: started on every node's part; status adds progress and
-//!   counts and lists each node's;
+//! - dissection: started (and cancelled) on every node's part; status adds
+//!   progress and counts and lists each node's;
 //! - calls and flows: each node's page from its position, merged in sort
 //!   order (`timestamp`, then the call `id`, which starts with the node
 //!   name, or for flows the node and `conn_id`); the cursor holds every
@@ -422,6 +422,7 @@ const KNOWN_CODES: &[&str] = &[
     "not_found",
     "not_dissected",
     "dissection_running",
+    "not_running",
     "not_ready",
     "no_raw_store",
     "empty_snapshot",
@@ -539,6 +540,11 @@ pub fn routes() -> Vec<Route> {
             "GET",
             "/api/v1/snapshots/{id}/dissection",
             get(dissection_status),
+        ),
+        r(
+            "DELETE",
+            "/api/v1/snapshots/{id}/dissection",
+            delete(cancel_dissection),
         ),
         r("GET", "/api/v1/snapshots/{id}/calls", get(list_calls)),
         r(
@@ -1236,6 +1242,8 @@ async fn get_snapshot(
         Some("failed")
     } else if states.contains(&Some("running")) {
         Some("running")
+    } else if states.contains(&Some("cancelled")) {
+        Some("cancelled")
     } else if states.iter().all(|s| *s == Some("done")) {
         Some("done")
     } else {
@@ -1320,6 +1328,9 @@ fn aggregate_dissection(id: &str, answers: &[(Part, Value)], missing: &Missing) 
         "failed"
     } else if st.contains(&"running") {
         "running"
+    } else if st.contains(&"cancelled") {
+        // One node's part without an index leaves the snapshot without one.
+        "cancelled"
     } else {
         "done"
     };
@@ -1417,6 +1428,59 @@ async fn start_dissection(
         StatusCode::OK
     };
     Ok((code, Json(v)))
+}
+
+/// Cancels the dissection on every node where it runs: 202 with the
+/// aggregated status (nodes turn `cancelled` shortly), 409 `not_running`
+/// when it runs on none. A node whose job already ended answers
+/// `not_running` and keeps its state.
+async fn cancel_dissection(
+    State(hub): State<Hub>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let c = cluster_of(&hub)?;
+    let m = manifest_of(c, &id).await?;
+    let mut missing = Missing::default();
+    let targets = part_workers(c, &m, &mut missing);
+    let reqs = targets
+        .iter()
+        .map(|(i, p)| (*i, Req::delete(part_path(p, "/dissection"))))
+        .collect();
+    let replies = c.fan(reqs).await;
+    let mut cancelled = 0usize;
+    for ((_, p), (_, r)) in targets.iter().zip(replies) {
+        match r {
+            Reply::Ok(_) => cancelled += 1,
+            // Not running there (ended, never started) or no part there.
+            Reply::Refused(e) if matches!(e.code, "not_running" | "not_found") => {}
+            Reply::Refused(e) => return Err(e),
+            Reply::Down(e) => missing.add(p.node.clone(), e),
+        }
+    }
+    if cancelled == 0 && missing.nodes.is_empty() {
+        return Err(ApiError::conflict(
+            "not_running",
+            format!(
+                "no dissection of snapshot {} runs on any node; nothing to cancel",
+                m.id
+            ),
+        )
+        .with_suggestion(format!(
+            "GET /api/v1/snapshots/{}/dissection shows its state; POST it to start one",
+            m.id
+        )));
+    }
+    let answers = fan_parts(
+        c,
+        &m,
+        |p| Req::get(part_path(p, "/dissection")),
+        &mut missing,
+    )
+    .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(aggregate_dissection(&m.id, &answers, &missing)),
+    ))
 }
 
 async fn dissection_status(

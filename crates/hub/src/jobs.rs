@@ -1,6 +1,7 @@
 //! Dissection jobs: indexing a snapshot on demand, in the background, with
-//! status and progress the API reports (`POST`/`GET
-//! /api/v1/snapshots/{id}/dissection`).
+//! status and progress the API reports (`POST`/`GET`/`DELETE`
+//! /api/v1/snapshots/{id}/dissection`). `DELETE` cancels a running job:
+//! the indexer stops at its next check and leaves no index behind.
 //!
 //! The index goes next to the snapshot's packets, in `<snapshot>/index/`
 //! (deleted with the snapshot), and is built by `trawl_index::index_capture`
@@ -28,7 +29,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use trawl_identity::Workloads;
-use trawl_index::{IndexOptions, Progress, index_capture, open_index};
+use trawl_index::{Cancel, IndexError, IndexOptions, Progress, index_capture, open_index};
 use trawl_model::time::rfc3339_micros;
 use trawl_rawstore::{ExportFormat, ExportOptions, Snapshot, SnapshotStatus, export};
 
@@ -53,6 +54,8 @@ pub enum JobState {
     Running,
     Done,
     Failed,
+    /// Stopped by `DELETE …/dissection`; no index was written.
+    Cancelled,
 }
 
 /// How far indexing got.
@@ -97,10 +100,17 @@ pub struct DissectionStatus {
     pub error: Option<String>,
 }
 
+/// One job: its status, shared with its thread, and the flag that stops it.
+#[derive(Debug)]
+struct Job {
+    status: Arc<Mutex<DissectionStatus>>,
+    cancel: Cancel,
+}
+
 /// The dissection jobs of this process, by snapshot id.
 #[derive(Debug, Default)]
 pub struct Jobs {
-    by_snapshot: Mutex<HashMap<String, Arc<Mutex<DissectionStatus>>>>,
+    by_snapshot: Mutex<HashMap<String, Job>>,
     /// The workloads file each job names endpoints by ([`crate::HubConfig::workloads`]).
     workloads: Option<PathBuf>,
 }
@@ -197,9 +207,9 @@ impl Jobs {
             .by_snapshot
             .lock()
             .map_err(|_| ApiError::internal("the job table is poisoned"))?;
-        if let Some(s) = map.get(&id) {
-            let st = snapshot_of(s);
-            if st.status != JobState::Failed {
+        if let Some(job) = map.get(&id) {
+            let st = snapshot_of(&job.status);
+            if !matches!(st.status, JobState::Failed | JobState::Cancelled) {
                 return Ok(st);
             }
         }
@@ -249,10 +259,12 @@ impl Jobs {
         }));
         let first = snapshot_of(&status);
         let shared = Arc::clone(&status);
+        let cancel = Cancel::default();
+        let flag = cancel.clone();
         std::thread::Builder::new()
             .name(format!("trawl-dissect-{id}"))
             .spawn(move || {
-                let result = run(&snap, &node, threads, workloads, &shared);
+                let result = run(&snap, &node, threads, workloads, flag, &shared);
                 update(&shared, |s| {
                     s.finished = Some(now());
                     match result {
@@ -262,7 +274,15 @@ impl Jobs {
                             s.progress.fraction = 1.0;
                             s.counts = Some(counts);
                         }
-                        Err(e) => {
+                        Err(RunError::Cancelled) => {
+                            tracing::info!(snapshot = %s.snapshot_id, "Dissection cancelled.");
+                            s.status = JobState::Cancelled;
+                            s.error = Some(format!(
+                                "cancelled by DELETE /api/v1/snapshots/{}/dissection; POST it to start again",
+                                s.snapshot_id
+                            ));
+                        }
+                        Err(RunError::Failed(e)) => {
                             tracing::warn!(snapshot = %s.snapshot_id, error = %e, "Dissection failed.");
                             s.status = JobState::Failed;
                             s.error = Some(e);
@@ -271,7 +291,7 @@ impl Jobs {
                 });
             })
             .map_err(|e| ApiError::internal(format!("cannot start the dissection thread: {e}")))?;
-        map.insert(id, status);
+        map.insert(id, Job { status, cancel });
         Ok(first)
     }
 
@@ -282,7 +302,7 @@ impl Jobs {
             .by_snapshot
             .lock()
             .ok()
-            .and_then(|m| m.get(&snap.manifest.id).cloned());
+            .and_then(|m| m.get(&snap.manifest.id).map(|j| Arc::clone(&j.status)));
         if let Some(s) = job {
             return Ok(snapshot_of(&s));
         }
@@ -293,8 +313,33 @@ impl Jobs {
     pub fn running(&self, id: &str) -> bool {
         self.by_snapshot.lock().ok().is_some_and(|m| {
             m.get(id)
-                .is_some_and(|s| snapshot_of(s).status == JobState::Running)
+                .is_some_and(|j| snapshot_of(&j.status).status == JobState::Running)
         })
+    }
+
+    /// Asks the running job on `snap` to stop and returns its status (still
+    /// `running`: it becomes `cancelled` at the indexer's next check, within
+    /// a fraction of a second). 409 `not_running` when no job runs.
+    pub fn cancel(&self, snap: &Snapshot) -> Result<DissectionStatus, ApiError> {
+        let id = &snap.manifest.id;
+        let map = self
+            .by_snapshot
+            .lock()
+            .map_err(|_| ApiError::internal("the job table is poisoned"))?;
+        if let Some(job) = map.get(id) {
+            let st = snapshot_of(&job.status);
+            if st.status == JobState::Running {
+                job.cancel.cancel();
+                return Ok(st);
+            }
+        }
+        Err(ApiError::conflict(
+            "not_running",
+            format!("no dissection of snapshot {id} is running; nothing to cancel"),
+        )
+        .with_suggestion(format!(
+            "GET /api/v1/snapshots/{id}/dissection shows its state; POST it to start one"
+        )))
     }
 
     /// Forgets the job of a deleted snapshot.
@@ -305,14 +350,27 @@ impl Jobs {
     }
 }
 
+/// How a job ended other than done.
+enum RunError {
+    Cancelled,
+    Failed(String),
+}
+
+impl From<String> for RunError {
+    fn from(e: String) -> Self {
+        RunError::Failed(e)
+    }
+}
+
 /// The job itself: merge if needed, index, clean up.
 fn run(
     snap: &Snapshot,
     node: &str,
     threads: usize,
     workloads: Option<Workloads>,
+    cancel: Cancel,
     status: &Arc<Mutex<DissectionStatus>>,
-) -> Result<JobCounts, String> {
+) -> Result<JobCounts, RunError> {
     let files: Vec<&trawl_rawstore::SnapshotFile> = snap
         .manifest
         .nodes
@@ -350,6 +408,7 @@ fn run(
         node: node.to_owned(),
         threads,
         workloads,
+        cancel,
         ..IndexOptions::default()
     };
     let progress = |p: Progress| {
@@ -370,7 +429,10 @@ fn run(
     if source == merged {
         let _ = std::fs::remove_file(&merged);
     }
-    let summary = result.map_err(|e| e.to_string())?;
+    let summary = result.map_err(|e| match e {
+        IndexError::Cancelled => RunError::Cancelled,
+        e => RunError::Failed(e.to_string()),
+    })?;
     let m = summary.manifest;
     tracing::info!(snapshot = %snap.manifest.id, calls = m.calls, flows = m.flows, "Snapshot dissected.");
     Ok(JobCounts {

@@ -90,6 +90,16 @@ impl Client {
         let status = r.status().as_u16();
         (status, r.json().unwrap())
     }
+
+    fn delete(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .delete(format!("{}{path}", self.base))
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().unwrap())
+    }
 }
 
 #[test]
@@ -364,6 +374,93 @@ fn dissected(c: &Client, id: &str) -> Value {
         assert!(Instant::now() < deadline, "dissection did not finish: {v}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A running dissection is cancelled by DELETE: it ends `cancelled` with
+/// no index (queries still say `not_dissected`), and a new POST starts it
+/// again and completes. The capture is large enough (200k packets) that a
+/// debug build indexes it for well over a second, so the DELETE right
+/// after the POST finds the job running.
+#[test]
+fn a_running_dissection_is_cancelled_and_can_start_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let (id, truth) = imported(data, 200_000, 23);
+    let server = start(data, None);
+    let c = Client::new(&server);
+    let path = format!("/api/v1/snapshots/{id}/dissection");
+
+    // Nothing runs yet: nothing to cancel.
+    let (s, v) = c.delete(&path);
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("not_running")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["suggestion"].as_str().unwrap().contains("POST"),
+        "{v}"
+    );
+
+    let (s, v) = c.post(&path, &json!({}));
+    assert_eq!((s, v["status"].as_str()), (202, Some("running")), "{v}");
+    let (s, v) = c.delete(&path);
+    if s == 409 {
+        eprintln!(
+            "SKIPPED: the dissection finished before DELETE reached it ({v}); cancellation not exercised"
+        );
+        server.stop().unwrap();
+        return;
+    }
+    assert_eq!((s, v["status"].as_str()), (202, Some("running")), "{v}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let ended = loop {
+        let (s, v) = c.get(&path);
+        assert_eq!(s, 200, "{v}");
+        match v["status"].as_str().unwrap() {
+            "running" => {}
+            _ => break v,
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cancelled dissection did not end: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if ended["status"] == "done" {
+        eprintln!(
+            "SKIPPED: the dissection finished before its next cancel check ({ended}); cancellation not exercised"
+        );
+        server.stop().unwrap();
+        return;
+    }
+    assert_eq!(ended["status"], "cancelled", "{ended}");
+    assert!(ended["finished"].is_string(), "{ended}");
+    assert!(ended["counts"].is_null(), "{ended}");
+    let (_, v) = c.get(&format!("/api/v1/snapshots/{id}"));
+    assert_eq!(v["dissection"], "cancelled", "{v}");
+    // No index: queries say so, and a second DELETE has nothing to stop.
+    let (s, v) = c.get(&format!("/api/v1/snapshots/{id}/calls"));
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("not_dissected")),
+        "{v}"
+    );
+    let (s, v) = c.delete(&path);
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("not_running")),
+        "{v}"
+    );
+
+    // Started again, it runs to the end.
+    let (s, v) = c.post(&path, &json!({}));
+    assert_eq!((s, v["status"].as_str()), (202, Some("running")), "{v}");
+    let done = dissected(&c, &id);
+    assert_eq!(done["counts"]["packets"], truth.packets, "{done}");
+    let (s, v) = c.get(&format!("/api/v1/snapshots/{id}/calls?limit=1"));
+    assert_eq!(s, 200, "{v}");
+    server.stop().unwrap();
 }
 
 #[test]
@@ -777,6 +874,13 @@ fn a_hub_fans_out_to_two_nodes_and_merges_exactly() {
     let calls = t1.http_calls + t1.dns_calls + t2.http_calls + t2.dns_calls;
     assert_eq!(done["counts"]["calls"], calls, "{done}");
     assert_eq!(done["nodes"].as_array().unwrap().len(), 2);
+    // Once done on every node, the hub has nothing to cancel.
+    let (s, v) = c.delete(&format!("/api/v1/snapshots/{id}/dissection"));
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("not_running")),
+        "{v}"
+    );
 
     // Every call once, in time order, over pages that cross both nodes.
     let (rows, pages) = all_pages(&c, &format!("/api/v1/snapshots/{id}/calls"), "calls", 97);

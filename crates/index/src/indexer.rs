@@ -37,6 +37,7 @@ use std::fs::File;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 
 use arrow::datatypes::SchemaRef;
@@ -123,7 +124,37 @@ pub struct IndexOptions {
     /// Learn names from the capture's DNS answers in a pre-scan (one extra
     /// read of the file, dissecting only DNS) and name endpoints by them.
     pub learn_dns: bool,
+    /// Set from another thread to stop indexing: checked before reading and
+    /// every [`PROGRESS_EVERY`] packets; indexing then fails with
+    /// [`IndexError::Cancelled`] and leaves nothing behind.
+    pub cancel: Cancel,
 }
+
+/// A flag that stops an indexing run (the hub's `DELETE …/dissection`).
+/// Clones share the flag; two `Cancel`s are equal when they are the same
+/// flag, so that [`IndexOptions`] keeps its `PartialEq`.
+#[derive(Clone, Debug, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// Asks the run holding this flag (or a clone) to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`Cancel::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl PartialEq for Cancel {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Cancel {}
 
 impl Default for IndexOptions {
     fn default() -> Self {
@@ -134,6 +165,7 @@ impl Default for IndexOptions {
             overwrite: false,
             workloads: None,
             learn_dns: true,
+            cancel: Cancel::default(),
         }
     }
 }
@@ -792,7 +824,12 @@ fn build(
         last_ts: None,
         capture_error: None,
     };
-    let mut count = |pkt: &RawPacket<'_>, offset: u64| {
+    if opts.cancel.is_cancelled() {
+        return Err(IndexError::Cancelled);
+    }
+    let mut cancelled = false;
+    // Returns false to stop reading: the run was cancelled.
+    let mut count = |pkt: &RawPacket<'_>, offset: u64| -> bool {
         totals.packets += 1;
         totals.bytes += pkt.data.len() as u64;
         totals.first_ts.get_or_insert(pkt.ts_ns);
@@ -803,7 +840,12 @@ fn build(
                 bytes_read: offset,
                 total_bytes: 0,
             });
+            if opts.cancel.is_cancelled() {
+                cancelled = true;
+                return false;
+            }
         }
+        true
     };
     let outputs = if shards == 1 {
         let mut worker = Worker::new(dir, 0, 1, opts, resolver)?;
@@ -811,21 +853,27 @@ fn build(
             let offset = reader.offset();
             match reader.next_packet() {
                 Ok(Some(pkt)) => {
-                    count(&pkt, offset);
+                    if !count(&pkt, offset) {
+                        break None;
+                    }
                     worker.packet(&pkt)?;
                 }
                 Ok(None) => break None,
                 Err(e) => break Some(e.to_string()),
             }
         };
+        let output = worker.finish()?;
         totals.capture_error = capture_error;
-        vec![worker.finish()?]
+        vec![output]
     } else {
         let (outputs, capture_error) =
             run_sharded(reader, dir, shards, opts, resolver, &mut count)?;
         totals.capture_error = capture_error;
         outputs
     };
+    if cancelled {
+        return Err(IndexError::Cancelled);
+    }
     progress(Progress {
         packets: totals.packets,
         bytes_read: reader.offset(),
@@ -841,7 +889,7 @@ fn run_sharded(
     shards: usize,
     opts: &IndexOptions,
     resolver: Option<Arc<Resolver>>,
-    count: &mut dyn FnMut(&RawPacket<'_>, u64),
+    count: &mut dyn FnMut(&RawPacket<'_>, u64) -> bool,
 ) -> Result<(Vec<ShardOutput>, Option<String>), IndexError> {
     let hasher = foldhash::fast::FixedState::with_seed(SHARD_SEED);
     let workers = (0..shards)
@@ -878,7 +926,11 @@ fn run_sharded(
             let offset = reader.offset();
             match reader.next_packet() {
                 Ok(Some(pkt)) => {
-                    count(&pkt, offset);
+                    if !count(&pkt, offset) {
+                        // Cancelled: the workers finish what they hold and
+                        // the caller discards it.
+                        break 'read None;
+                    }
                     let shard = shard_of(&pkt, &hasher, shards);
                     let Some(batch) = pending.get_mut(shard) else {
                         continue;
@@ -1089,5 +1141,59 @@ mod tests {
             used.insert(pkt(&a));
         }
         assert_eq!(used.len(), 2, "64 host pairs use both shards");
+    }
+
+    #[test]
+    fn a_cancelled_run_leaves_nothing_behind() {
+        let dir = std::env::temp_dir().join(format!("trawl-cancel-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // A classic pcap header (Ethernet) and one small UDP packet.
+        let mut pcap = Vec::new();
+        pcap.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+        pcap.extend_from_slice(&2u16.to_le_bytes());
+        pcap.extend_from_slice(&4u16.to_le_bytes());
+        pcap.extend_from_slice(&[0; 8]);
+        pcap.extend_from_slice(&65535u32.to_le_bytes());
+        pcap.extend_from_slice(&1u32.to_le_bytes());
+        let frame = eth_ipv4([10, 0, 0, 1], [10, 0, 0, 2]);
+        pcap.extend_from_slice(&1u32.to_le_bytes());
+        pcap.extend_from_slice(&0u32.to_le_bytes());
+        pcap.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        pcap.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        pcap.extend_from_slice(&frame);
+        let capture = dir.join("c.pcap");
+        std::fs::write(&capture, &pcap).unwrap();
+        let out = dir.join("idx");
+
+        let opts = IndexOptions::default();
+        let flag = opts.cancel.clone();
+        assert_eq!(opts, opts.clone(), "clones share the flag");
+        assert_ne!(
+            opts.cancel,
+            Cancel::default(),
+            "a fresh flag is another flag"
+        );
+        flag.cancel();
+        assert!(opts.cancel.is_cancelled());
+        let err = index_capture(&capture, &out, &opts, &|_| {}).unwrap_err();
+        assert!(matches!(err, IndexError::Cancelled), "{err}");
+        assert_eq!(err.to_string(), "indexing was cancelled");
+        assert!(!out.exists(), "no index after a cancelled run");
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            left,
+            vec![std::ffi::OsString::from("c.pcap")],
+            "no temporary directory"
+        );
+
+        // The same capture indexes with a fresh flag.
+        let fresh = IndexOptions::default();
+        index_capture(&capture, &out, &fresh, &|_| {}).unwrap();
+        assert!(out.join(crate::MANIFEST_FILE).exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -27,7 +27,7 @@ pub mod stats;
 
 use std::path::PathBuf;
 
-pub use indexer::{IndexOptions, IndexSummary, Progress, index_capture};
+pub use indexer::{Cancel, IndexOptions, IndexSummary, Progress, index_capture};
 pub use manifest::{MANIFEST_FILE, Manifest, SCHEMA_VERSION, open_index};
 pub use payload::{PayloadRef, read_payload};
 pub use schema::{BATCH_ROWS, CallBatchBuilder, FlowBatchBuilder, calls_schema, flows_schema};
@@ -80,6 +80,9 @@ pub enum IndexError {
     InvalidOption(String),
     #[error("an indexing thread failed: {0}")]
     Worker(String),
+    /// [`Cancel::cancel`] was called during the run; nothing was written.
+    #[error("indexing was cancelled")]
+    Cancelled,
     /// A query failed: the message is DataFusion's innermost one (not its
     /// whole chain, which repeats itself), e.g. "Schema error: No field
     /// named nope. Did you mean 'calls.node'?".

@@ -1006,6 +1006,9 @@ impl DissectionOut {
         let next = match status.as_str() {
             "done" => format!("query it: list_api_calls / get_api_stats with snapshot_id \"{id}\""),
             "running" => format!("poll get_snapshot_dissection_status with snapshot_id \"{id}\""),
+            "cancelled" => format!(
+                "the dissection was cancelled; start_snapshot_dissection with snapshot_id \"{id}\" starts it again"
+            ),
             _ => "dissection failed (see error); start_snapshot_dissection tries again".into(),
         };
         DissectionOut {
