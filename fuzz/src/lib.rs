@@ -20,7 +20,21 @@ pub fn tcp_session_script<S: Session>(
     probe: fn(&[u8], TransportKind) -> Probe,
     new: impl FnOnce(Limits) -> S,
 ) {
-    let _ = probe(data, TransportKind::Tcp);
+    tcp_session_script_with(data, Some(probe), |limits, _, _| new(limits));
+}
+
+/// [`tcp_session_script`] for sessions that need more than limits: `new`
+/// also gets the first byte (bit 0 picks the limits; the other bits are
+/// the target's, e.g. to start from a known state) and the emitter, to
+/// feed the session a prologue before the script.
+pub fn tcp_session_script_with<S: Session>(
+    data: &[u8],
+    probe: Option<fn(&[u8], TransportKind) -> Probe>,
+    new: impl FnOnce(Limits, u8, &mut Emitter) -> S,
+) {
+    if let Some(probe) = probe {
+        let _ = probe(data, TransportKind::Tcp);
+    }
     let Some((&mode, mut rest)) = data.split_first() else {
         return;
     };
@@ -35,8 +49,8 @@ pub fn tcp_session_script<S: Session>(
     } else {
         Limits::default()
     };
-    let mut session = new(limits);
     let mut out = Emitter::new();
+    let mut session = new(limits, mode, &mut out);
     let mut ts = 0i64;
     while let Some((&c, tail)) = rest.split_first() {
         rest = tail;
