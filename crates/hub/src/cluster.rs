@@ -1853,28 +1853,18 @@ async fn stats(
     )
     .await?;
     let mut merged: Option<StatsResult> = None;
-    for (p, v) in answers {
-        let r = match serde_json::from_value::<StatsResult>(v["mergeable"].clone()) {
-            Ok(r) => {
-                // Deserialised histograms resize as they merge
-                // (stats::histogram_b64).
-                r
+    merge_answers(
+        answers,
+        &mut missing,
+        "stats",
+        |r: StatsResult| match &mut merged {
+            None => {
+                merged = Some(r);
+                Ok(())
             }
-            Err(e) => {
-                missing.add(
-                    p.node,
-                    format!("no mergeable stats in its answer ({e}); is it an older trawl?"),
-                );
-                continue;
-            }
-        };
-        match &mut merged {
-            None => merged = Some(r),
-            Some(all) => all
-                .merge(&r)
-                .map_err(|e| ApiError::internal(e.to_string()))?,
-        }
-    }
+            Some(all) => all.merge(&r),
+        },
+    )?;
     let merged = merged.unwrap_or_else(|| StatsResult {
         by: split_list(q.by.as_deref()),
         interval_ns: None,
@@ -1932,6 +1922,28 @@ async fn list_flows(
     }))))
 }
 
+/// Adds each node's `mergeable` answer with `add` (histograms and
+/// counters, exactly); a node whose answer has none is missing, not an
+/// error for the whole request. Deserialised histograms resize as they
+/// merge (`stats::histogram_b64`).
+fn merge_answers<T: serde::de::DeserializeOwned>(
+    answers: Vec<(Part, Value)>,
+    missing: &mut Missing,
+    what: &str,
+    mut add: impl FnMut(T) -> Result<(), trawl_index::IndexError>,
+) -> Result<(), ApiError> {
+    for (p, mut v) in answers {
+        match serde_json::from_value::<T>(v["mergeable"].take()) {
+            Ok(r) => add(r).map_err(|e| ApiError::internal(e.to_string()))?,
+            Err(e) => missing.add(
+                p.node,
+                format!("no mergeable {what} in its answer ({e}); is it an older trawl?"),
+            ),
+        }
+    }
+    Ok(())
+}
+
 async fn flow_stats(
     State(hub): State<Hub>,
     Path(id): Path<String>,
@@ -1957,19 +1969,9 @@ async fn flow_stats(
         by,
         ..FlowStatsResult::default()
     };
-    for (p, v) in answers {
-        match serde_json::from_value::<FlowStatsResult>(v["mergeable"].clone()) {
-            Ok(r) => {
-                merged
-                    .merge(&r)
-                    .map_err(|e| ApiError::internal(e.to_string()))?;
-            }
-            Err(e) => missing.add(
-                p.node,
-                format!("no mergeable flow stats in its answer ({e}); is it an older trawl?"),
-            ),
-        }
-    }
+    merge_answers(answers, &mut missing, "flow stats", |r: FlowStatsResult| {
+        merged.merge(&r)
+    })?;
     if q.mergeable {
         return Ok(Json(missing.tag(json!({ "mergeable": merged }))));
     }
