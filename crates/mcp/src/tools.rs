@@ -1761,8 +1761,18 @@ async fn list_flows<B: Backend>(b: &B, a: ListFlowsArgs) -> Result<ToolOutput, T
     }
     let end = offset.saturating_add(flows.len());
     let next_cursor = (u64::try_from(end).unwrap_or(u64::MAX) < total).then(|| format!("o{end}"));
+    flows_output(total, flows, next_cursor, "")
+}
+
+/// The answer of `list_l4_flows`, whichever way the page was read.
+fn flows_output(
+    total: u64,
+    flows: Vec<Map<String, Value>>,
+    next_cursor: Option<String>,
+    note: &str,
+) -> Result<ToolOutput, ToolError> {
     let summary = format!(
-        "{total} flow(s) match; {} returned{}.",
+        "{total} flow(s) match; {} returned{}{note}.",
         flows.len(),
         if next_cursor.is_some() {
             ", more with next_cursor"
@@ -1850,25 +1860,7 @@ async fn list_flows_kfl<B: Backend>(
     } else {
         String::new()
     };
-    let summary = format!(
-        "{total} flow(s) match; {} returned{}{partial}.",
-        flows.len(),
-        if next_cursor.is_some() {
-            ", more with next_cursor"
-        } else {
-            ""
-        }
-    );
-    ToolOutput::new(
-        summary,
-        &FlowsOut {
-            total,
-            returned: flows.len(),
-            truncated: next_cursor.is_some(),
-            next_cursor,
-            flows,
-        },
-    )
+    flows_output(total, flows, next_cursor, &partial)
 }
 
 /// Whether a numeric flow metric is a time, rate or setting (averaged)
